@@ -1,0 +1,301 @@
+"""Recipes: YAML validated by pydantic, with errors that name the file, the line and the field.
+
+A recipe names its sources, its teachers and an ordered list of stages (DESIGN §3). Stage and
+source parameters are validated against the registered class's dataclass fields, so a typo is
+caught by `thinkmix validate` before the first model call. `--set a.b=value` overrides any field;
+the overrides are part of the recipe's hash and its manifest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pydantic
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from curation import __version__
+from curation.record import stable_hash
+from curation.registry import backend_class, stage_class
+from curation.stage import Source, Stage
+
+Loc = tuple[str | int, ...]
+_SECRET_KEYS = re.compile(r"(api_key|token|secret|password)$", re.IGNORECASE)
+
+
+class RecipeError(ValueError):
+    """A recipe problem a user can fix; the message starts with `file:line: field:`."""
+
+
+class TeacherSpec(BaseModel):
+    """A teacher: a backend kind, a model, and backend options (passed through)."""
+
+    model_config = ConfigDict(extra="allow")
+    backend: str
+    model: str
+
+
+class StepSpec(BaseModel):
+    """A source or a stage: its registered type and its parameters."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class Recipe(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    description: str = ""
+    sources: list[StepSpec] = Field(min_length=1)
+    teachers: dict[str, TeacherSpec] = {}
+    stages: list[StepSpec] = []
+    shards: int = Field(default=4, ge=1, le=100_000)
+    seed: int = 0
+
+    def canonical(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def hash(self) -> str:
+        return stable_hash(self.canonical(), __version__, length=32)
+
+    def version_id(self) -> str:
+        """Versions are content addresses: the same recipe and code give the same version."""
+        return self.hash()[:12]
+
+
+@dataclasses.dataclass
+class LoadedRecipe:
+    recipe: Recipe
+    path: Path
+    overrides: list[str]
+    sources: list[Source]
+    stages: list[Stage]
+
+
+# ---------------------------------------------------------------- line numbers
+
+
+def _node_line(root: yaml.Node | None, loc: Loc) -> int | None:
+    """The 1-based line of the YAML node at `loc`, or of its nearest existing parent."""
+    node, line = root, (root.start_mark.line + 1 if root is not None else None)
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next((kv for kv in node.value if kv[0].value == part), None)
+            if match is None:
+                return line
+            line, node = match[0].start_mark.line + 1, match[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if part >= len(node.value):
+                return line
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line
+
+
+def _format_loc(loc: Loc) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "recipe"
+
+
+class _Locator:
+    def __init__(self, path: Path, root: yaml.Node | None, overrides: dict[Loc, str]):
+        self.path, self.root, self.overrides = path, root, overrides
+
+    def where(self, loc: Loc) -> str:
+        for override_loc, text in self.overrides.items():
+            if loc[: len(override_loc)] == override_loc:
+                return f"--set {text}"
+        line = _node_line(self.root, loc)
+        return f"{self.path.name}:{line}" if line else self.path.name
+
+    def error(self, loc: Loc, message: str) -> RecipeError:
+        return RecipeError(f"{self.where(loc)}: {_format_loc(loc)}: {message}")
+
+
+def _describe(error: dict[str, Any]) -> str:
+    expected = {
+        "int_parsing": "expected int",
+        "int_type": "expected int",
+        "float_parsing": "expected float",
+        "float_type": "expected float",
+        "bool_parsing": "expected bool",
+        "bool_type": "expected bool",
+        "string_type": "expected string",
+        "list_type": "expected a list",
+        "dict_type": "expected a mapping",
+        "model_type": "expected a mapping",
+        "dataclass_type": "expected a mapping",
+    }.get(error["type"])
+    if expected and "input" in error:
+        return f"{expected}, got {error['input']!r}"
+    if error["type"] == "missing":
+        return "required field is missing"
+    if error["type"] == "extra_forbidden":
+        return "unknown field"
+    if error["type"] == "value_error":  # a stage's own range check in __post_init__
+        return str(error["ctx"]["error"]) if "ctx" in error else error["msg"]
+    return error["msg"]
+
+
+def _raise_validation(locator: _Locator, prefix: Loc, exc: pydantic.ValidationError) -> None:
+    messages = [
+        str(locator.error(prefix + tuple(err["loc"]), _describe(err))) for err in exc.errors()
+    ]
+    raise RecipeError("\n".join(messages))
+
+
+# ---------------------------------------------------------------- overrides
+
+
+def _parse_override(text: str) -> tuple[Loc, Any]:
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise RecipeError(f"--set {text}: expected KEY=VALUE, e.g. teachers.reasoner.model=foo")
+    loc = tuple(int(p) if p.isdigit() else p for p in key.strip().split("."))
+    return loc, yaml.safe_load(raw) if raw.strip() else ""
+
+
+def _apply_override(data: dict[str, Any], loc: Loc, value: Any, text: str) -> None:
+    node: Any = data
+    for i, part in enumerate(loc[:-1]):
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            if isinstance(node, dict) and isinstance(part, str):
+                node = node.setdefault(part, {})
+            else:
+                raise RecipeError(
+                    f"--set {text}: {_format_loc(loc[: i + 1])} does not exist"
+                ) from None
+    last = loc[-1]
+    if isinstance(node, list) and isinstance(last, int) and last >= len(node):
+        raise RecipeError(f"--set {text}: {_format_loc(loc)} does not exist")
+    node[last] = value
+
+
+# ---------------------------------------------------------------- building stages
+
+
+def _instantiate(locator: _Locator, loc: Loc, spec: StepSpec, base: type) -> Any:
+    try:
+        cls = stage_class(spec.type)
+    except KeyError as exc:
+        raise locator.error(loc + ("type",), str(exc.args[0])) from None
+    if not issubclass(cls, base):
+        kind = "a source" if base is Source else "a stage"
+        raise locator.error(loc + ("type",), f"{spec.type!r} is not {kind}")
+    params = spec.params
+    known = [f.name for f in dataclasses.fields(cls)] if dataclasses.is_dataclass(cls) else []
+    for key in params:
+        if key not in known:
+            hint = difflib.get_close_matches(key, known, n=1)
+            suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
+            raise locator.error(
+                loc + (key,),
+                f"unknown parameter for {spec.type}{suggestion} (known: {', '.join(known) or 'none'})",
+            )
+    try:
+        return pydantic.TypeAdapter(cls).validate_python(params)
+    except pydantic.ValidationError as exc:
+        _raise_validation(locator, loc, exc)
+    except (ValueError, TypeError) as exc:  # a stage's own range checks in __post_init__
+        raise locator.error(loc, str(exc)) from None
+
+
+def _check_columns(locator: _Locator, sources: list[Source], stages: list[Stage]) -> None:
+    available = {"id", "input", "category", "source", "source_id", "expected_answer", "license"}
+    for source in sources:
+        available |= set(source.provides)
+    for i, stage in enumerate(stages):
+        missing = [c for c in stage.requires if c not in available]
+        if missing:
+            raise locator.error(
+                ("stages", i, "type"),
+                f"{stage.stage_type} needs column(s) {', '.join(missing)} that no earlier stage "
+                f"provides (available: {', '.join(sorted(available))})",
+            )
+        available |= set(stage.provides)
+
+
+def _check_teachers(locator: _Locator, recipe: Recipe, stages: list[Stage]) -> None:
+    for name, teacher in recipe.teachers.items():
+        try:
+            backend_class(teacher.backend)
+        except KeyError as exc:
+            raise locator.error(("teachers", name, "backend"), str(exc.args[0])) from None
+        for key, value in (teacher.model_extra or {}).items():
+            if _SECRET_KEYS.search(key) and value:
+                raise locator.error(
+                    ("teachers", name, key),
+                    "secrets never go in a recipe; put the key in an environment variable "
+                    "and name it with api_key_env",
+                )
+    for i, stage in enumerate(stages):
+        for field_name in stage.teacher_fields:
+            wanted = getattr(stage, field_name)
+            if wanted not in recipe.teachers:
+                known = ", ".join(recipe.teachers) or "none defined"
+                raise locator.error(
+                    ("stages", i, field_name), f"unknown teacher {wanted!r} (teachers: {known})"
+                )
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> LoadedRecipe:
+    """Read, override, validate and instantiate a recipe; raise RecipeError naming file:line."""
+    path = Path(path)
+    overrides = list(overrides or [])
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RecipeError(f"{path}: recipe file not found") from None
+    except UnicodeDecodeError as exc:
+        raise RecipeError(f"{path}: not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
+    try:
+        root = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path.name}:{mark.line + 1}" if mark else path.name
+        raise RecipeError(f"{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(data, dict):
+        raise RecipeError(f"{path.name}:1: recipe: expected a mapping at the top level")
+
+    override_locs: dict[Loc, str] = {}
+    for item in overrides:
+        loc, value = _parse_override(item)
+        _apply_override(data, loc, value, item)
+        override_locs[loc] = item
+    locator = _Locator(path, root, override_locs)
+
+    try:
+        recipe = Recipe.model_validate(data)
+    except pydantic.ValidationError as exc:
+        _raise_validation(locator, (), exc)
+    sources = [
+        _instantiate(locator, ("sources", i), s, Source) for i, s in enumerate(recipe.sources)
+    ]
+    stages = [_instantiate(locator, ("stages", i), s, Stage) for i, s in enumerate(recipe.stages)]
+    for i, stage in enumerate(stages):
+        if isinstance(stage, Source):
+            raise locator.error(("stages", i, "type"), f"{stage.stage_type!r} is a source")
+    _check_teachers(locator, recipe, stages)
+    _check_columns(locator, sources, stages)
+    return LoadedRecipe(recipe, path, overrides, sources, stages)
+
+
+def recipe_summary(loaded: LoadedRecipe) -> str:
+    return json.dumps(loaded.recipe.canonical(), indent=2)

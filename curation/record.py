@@ -1,0 +1,181 @@
+"""The one record type of thinkmix, its Arrow schema, and the reader for foreign rows.
+
+One `Record` is one training sample. Its columns are a superset of the public
+Llama-Nemotron-Post-Training-Dataset SFT layout (DESIGN §2), so released rows and ours load the
+same way. Dropped rows keep their `stage` and `reason`; failed rows keep their `error`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal
+
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, field_validator
+
+THINKING_ON = "detailed thinking on"
+THINKING_OFF = "detailed thinking off"
+SYSTEM_PROMPTS = {"on": THINKING_ON, "off": THINKING_OFF}
+
+Message = dict[str, str]
+
+
+@dataclass(slots=True)
+class Record:
+    """One row; `input` holds the prompt turns without the system prompt."""
+
+    id: str
+    input: list[Message]
+    output: str = ""
+    system_prompt: str = ""
+    reasoning: str = ""
+    category: str = ""
+    generator: str = ""
+    license: str = ""
+    source: str = ""
+    source_id: str = ""
+    expected_answer: str | None = None
+    scores: dict[str, float] = field(default_factory=dict)
+    version: str = ""
+    used_in_training: list[str] = field(default_factory=list)
+    # Stage-specific columns that are not part of the public layout (tests for code tasks,
+    # the extracted answer, the verdict of a judge). Strings only, so the schema stays fixed.
+    meta: dict[str, str] = field(default_factory=dict)
+    stage: str | None = None  # the stage that dropped or failed the row
+    reason: str | None = None  # why it was dropped or failed
+
+    @property
+    def messages(self) -> list[Message]:
+        return self.input
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, row: dict[str, Any]) -> Record:
+        names = {f.name for f in fields(cls)}
+        values = {k: v for k, v in row.items() if k in names}
+        # Arrow maps come back as lists of (key, value) pairs.
+        for key in ("scores", "meta"):
+            if isinstance(values.get(key), list):
+                values[key] = dict(values[key])
+        return cls(**values)
+
+
+Records = Iterator[Record]
+
+
+def stable_hash(*parts: Any, length: int = 16) -> str:
+    """A content hash that is the same on every machine and Python run."""
+    payload = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:length]
+
+
+def record_id(
+    blend: str, source_id: str, prompt: Any, generator: str = "", sample: int | str = ""
+) -> str:
+    """DESIGN §2: a stable hash of (blend, source id, prompt, generator, sample index)."""
+    return stable_hash(blend, source_id, prompt, generator, sample)
+
+
+_MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
+
+ARROW_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("input", pa.list_(_MESSAGE)),
+        ("output", pa.string()),
+        ("system_prompt", pa.string()),
+        ("reasoning", pa.string()),
+        ("category", pa.string()),
+        ("generator", pa.string()),
+        ("license", pa.string()),
+        ("source", pa.string()),
+        ("source_id", pa.string()),
+        ("expected_answer", pa.string()),
+        ("scores", pa.map_(pa.string(), pa.float64())),
+        ("version", pa.string()),
+        ("used_in_training", pa.list_(pa.string())),
+        ("meta", pa.map_(pa.string(), pa.string())),
+        ("stage", pa.string()),
+        ("reason", pa.string()),
+    ]
+)
+
+
+def to_table(records: list[Record]) -> pa.Table:
+    """Records -> an Arrow table with the fixed schema (maps sorted, so bytes are stable)."""
+    rows = []
+    for r in records:
+        row = r.to_dict()
+        row["scores"] = sorted(r.scores.items())
+        row["meta"] = sorted(r.meta.items())
+        rows.append(row)
+    return pa.Table.from_pylist(rows, schema=ARROW_SCHEMA)
+
+
+def from_table(table: pa.Table) -> list[Record]:
+    return [Record.from_dict(row) for row in table.to_pylist()]
+
+
+class ForeignRow(BaseModel):
+    """A row in the public Llama-Nemotron-Post-Training-Dataset SFT jsonl layout.
+
+    That layout writes `used_in_training` as one comma-separated string ("Ultra, Super, Nano")
+    and has no id; both are normalised here so the row becomes a `Record`.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    input: list[Message]
+    output: str
+    category: str = ""
+    license: str = ""
+    reasoning: Literal["on", "off"] = "off"
+    generator: str = ""
+    used_in_training: list[str] = []
+    version: str = ""
+    system_prompt: str = ""
+    expected_answer: str | None = None
+    source: str = ""
+    source_id: str = ""
+    id: str | None = None
+
+    @field_validator("used_in_training", mode="before")
+    @classmethod
+    def _split_runs(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _prompt_as_turns(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [{"role": "user", "content": value}]
+        return value
+
+    def to_record(self, dataset: str = "") -> Record:
+        turns = [m for m in self.input if m.get("role") != "system"]
+        system = self.system_prompt or next(
+            (m["content"] for m in self.input if m.get("role") == "system"), ""
+        )
+        rid = self.id or record_id(dataset or self.category, self.source_id, turns, self.generator)
+        return Record(
+            id=rid,
+            input=turns,
+            output=self.output,
+            system_prompt=system or SYSTEM_PROMPTS[self.reasoning],
+            reasoning=self.reasoning,
+            category=self.category,
+            generator=self.generator,
+            license=self.license,
+            source=self.source,
+            source_id=self.source_id,
+            expected_answer=self.expected_answer,
+            version=self.version,
+            used_in_training=list(self.used_in_training),
+        )

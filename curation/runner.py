@@ -1,0 +1,296 @@
+"""The local runner: sources -> shards -> stages -> a versioned, immutable dataset.
+
+Rows go to shards by a stable hash of their id, so shard membership never depends on input order
+or machine. Each shard runs through every stage and is written to the staging area of its
+version; a killed build skips the shards already written and asks the request cache before any
+model, so it repeats no finished work. When every shard is written, the manifest is written and
+the version appears in the store in one atomic rename.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from curation import __version__
+from curation.cache import RequestCache
+from curation.context import CachedTeacher, RunContext
+from curation.progress import BuildProgress
+from curation.recipe import LoadedRecipe
+from curation.record import Record
+from curation.registry import make_backend
+from curation.store import Staging, Store
+
+SPLITS = ("train", "rejected", "failed")
+
+
+def shard_of(record_id: str, shards: int) -> int:
+    return int(hashlib.sha256(record_id.encode("utf-8")).hexdigest()[:16], 16) % shards
+
+
+@dataclass
+class BuildResult:
+    dataset: str
+    version: str
+    status: str  # built | up_to_date | partial | reproduced | differs
+    shards_built: list[int] = field(default_factory=list)
+    usage: dict[str, dict[str, int]] = field(default_factory=dict)
+    manifest: dict[str, Any] | None = None
+    mismatches: list[str] = field(default_factory=list)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.dataset}/{self.version}"
+
+
+class Builder:
+    def __init__(
+        self,
+        loaded: LoadedRecipe,
+        store: Store,
+        cache: RequestCache,
+        progress: BuildProgress,
+        workers: int = 1,
+    ):
+        self.loaded, self.store, self.cache, self.progress = loaded, store, cache, progress
+        self.recipe = loaded.recipe
+        self.dataset, self.version = self.recipe.name, self.recipe.version_id()
+        self.workers = workers
+
+    # ------------------------------------------------------------------ public
+
+    def build(self, only_shard: int | None = None) -> BuildResult:
+        if only_shard is not None and not 0 <= only_shard < self.recipe.shards:
+            raise ValueError(
+                f"--shard {only_shard}: the recipe has shards 0..{self.recipe.shards - 1}"
+            )
+        if self.store.exists(self.dataset, self.version):
+            if only_shard is None:
+                manifest = self.store.manifest(f"{self.dataset}/{self.version}")
+                return BuildResult(self.dataset, self.version, "up_to_date", manifest=manifest)
+            return asyncio.run(self._recheck(only_shard))
+        return asyncio.run(self._build(only_shard))
+
+    # ------------------------------------------------------------------ internals
+
+    def _context(self) -> RunContext:
+        ctx = RunContext(
+            dataset=self.dataset,
+            version=self.version,
+            seed=self.recipe.seed,
+            base_dir=self.loaded.path.parent.resolve(),
+            workers=self.workers,
+        )
+        for name, spec in self.recipe.teachers.items():
+            backend = make_backend(spec.backend, model=spec.model, **(spec.model_extra or {}))
+            ctx.teachers[name] = CachedTeacher(name, backend, self.cache, self.progress.requests)
+        return ctx
+
+    async def _build(self, only_shard: int | None) -> BuildResult:
+        staging = self.store.staging(self.dataset, self.version)
+        wanted = [only_shard] if only_shard is not None else list(range(self.recipe.shards))
+        ctx: RunContext | None = None
+        built = []
+        try:
+            for k in wanted:
+                if staging.shard_done(k):
+                    self.progress.shard_skipped(k)
+                    continue
+                ctx = ctx or self._context()
+                await self._run_shard(ctx, staging, k)
+                built.append(k)
+                self.progress.shard_done(k)
+        finally:
+            if ctx is not None:
+                ctx.close()
+        usage = {n: t.usage.as_dict() for n, t in ctx.teachers.items()} if ctx else {}
+        if not all(staging.shard_done(k) for k in range(self.recipe.shards)):
+            return BuildResult(self.dataset, self.version, "partial", built, usage)
+        manifest = self._manifest(staging)
+        staging.commit(manifest)
+        return BuildResult(self.dataset, self.version, "built", built, usage, manifest)
+
+    async def _recheck(self, shard: int) -> BuildResult:
+        """Rebuild one shard of an existing version and compare it with what the store holds."""
+        stored = {
+            f["path"]: f["sha256"]
+            for f in self.store.manifest(f"{self.dataset}/{self.version}")["files"]
+            if f["shard"] == shard
+        }
+        staging = self.store.staging(self.dataset, f"{self.version}.recheck")
+        ctx = self._context()
+        try:
+            files = await self._run_shard(ctx, staging, shard)
+        finally:
+            ctx.close()
+            staging.discard()
+        mismatches = [
+            f"{f['path']}: sha256 {f['sha256'][:12]} differs from the stored {stored.get(f['path'], 'none')[:12]}"
+            for f in files
+            if stored.get(f["path"]) != f["sha256"]
+        ]
+        usage = {n: t.usage.as_dict() for n, t in ctx.teachers.items()}
+        status = "differs" if mismatches else "reproduced"
+        return BuildResult(self.dataset, self.version, status, [shard], usage, None, mismatches)
+
+    def _read_shard(self, ctx: RunContext, shard: int) -> Iterator[Record]:
+        for source in self.loaded.sources:
+            for record in source.read(ctx):
+                if shard_of(record.id, self.recipe.shards) == shard:
+                    yield record
+
+    async def _run_shard(self, ctx: RunContext, staging: Staging, shard: int) -> list[dict]:
+        splits: dict[str, list[Record]] = {name: [] for name in SPLITS}
+        usage_before = {name: t.usage.as_dict() for name, t in ctx.teachers.items()}
+        records, seen = [], set()
+        for record in self._read_shard(ctx, shard):
+            if record.id in seen:
+                record.stage, record.reason = "source", "duplicate_id"
+                splits["rejected"].append(record)
+            else:
+                seen.add(record.id)
+                records.append(record)
+        counts = [
+            _counts(
+                "source",
+                len(records) + len(splits["rejected"]),
+                records,
+                splits["rejected"],
+                [],
+                0.0,
+            )
+        ]
+        self.progress.stage_done(shard, counts[0])
+        for stage in self.loaded.stages:
+            started = time.perf_counter()
+            result = await stage.process(records, ctx)
+            seconds = time.perf_counter() - started
+            counts.append(
+                _counts(
+                    stage.stage_type,
+                    len(records),
+                    result.kept,
+                    result.rejected,
+                    result.failed,
+                    seconds,
+                )
+            )
+            self.progress.stage_done(shard, counts[-1])
+            splits["rejected"] += result.rejected
+            splits["failed"] += result.failed
+            records = result.kept
+        splits["train"] = records
+        files = []
+        for name, rows in splits.items():
+            for row in rows:
+                row.version = self.version
+            files.append(staging.write_shard(name, shard, rows))
+        staging.mark_done(
+            shard, files, {"stages": counts, "usage": _usage_delta(ctx, usage_before)}
+        )
+        return files
+
+    def _manifest(self, staging: Staging) -> dict[str, Any]:
+        infos = [staging.shard_info(k) for k in range(self.recipe.shards)]
+        stages: dict[str, dict[str, Any]] = {}
+        for info in infos:
+            for c in info["extra"]["stages"]:
+                total = stages.setdefault(
+                    c["name"],
+                    {
+                        "name": c["name"],
+                        "in": 0,
+                        "kept": 0,
+                        "rejected": 0,
+                        "failed": 0,
+                        "reasons": Counter(),
+                        "seconds": 0.0,
+                    },
+                )
+                for key in ("in", "kept", "rejected", "failed", "seconds"):
+                    total[key] += c[key]
+                total["reasons"].update(c["reasons"])
+        for total in stages.values():
+            total["reasons"] = dict(total["reasons"].most_common())
+            total["seconds"] = round(total["seconds"], 3)
+        usage: dict[str, Counter] = {}
+        for info in infos:
+            for name, values in info["extra"]["usage"].items():
+                usage.setdefault(name, Counter()).update(values)
+        splits = Counter()
+        for info in infos:
+            for f in info["files"]:
+                splits[f["split"]] += f["rows"]
+        return {
+            "dataset": self.dataset,
+            "version": self.version,
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "thinkmix_version": __version__,
+            "code_revision": _code_revision(),
+            "recipe_file": str(self.loaded.path),
+            "recipe": self.recipe.canonical(),
+            "recipe_hash": self.recipe.hash(),
+            "overrides": self.loaded.overrides,
+            "teachers": self.recipe.canonical()["teachers"],
+            "sampling": [
+                {"stage": s.stage_type, **s.sampling_summary()}
+                for s in self.loaded.stages
+                if s.sampling_summary()
+            ],
+            "parents": [],
+            "shards": self.recipe.shards,
+            "stages": list(stages.values()),
+            "usage": {name: dict(values) for name, values in usage.items()},
+            "splits": {name: splits.get(name, 0) for name in SPLITS},
+        }
+
+
+def _counts(name: str, n_in: int, kept: list, rejected: list, failed: list, seconds: float) -> dict:
+    reasons = Counter(_reason_tag(r.reason) for r in rejected + failed)
+    return {
+        "name": name,
+        "in": n_in,
+        "kept": len(kept),
+        "rejected": len(rejected),
+        "failed": len(failed),
+        "reasons": dict(reasons.most_common()),
+        "seconds": round(seconds, 3),
+    }
+
+
+def _reason_tag(reason: str | None) -> str:
+    """`request_failed: HTTP 503 ...` counts as `request_failed` in the funnel."""
+    return (reason or "unknown").split(":", 1)[0]
+
+
+_USAGE_TOTALS = ("requests", "failed_requests", "prompt_tokens", "completion_tokens")
+
+
+def _usage_delta(ctx: RunContext, before: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+    """Usage of one shard: deterministic totals, not how many of them this process sent."""
+    return {
+        name: {k: t.usage.as_dict()[k] - before[name][k] for k in _USAGE_TOTALS}
+        for name, t in ctx.teachers.items()
+    }
+
+
+def _code_revision() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
