@@ -73,11 +73,14 @@ def validate(recipe: Path, set_: SetOpt = None) -> None:
 def build(
     recipe: Path,
     set_: SetOpt = None,
-    shards: Annotated[int | None, typer.Option(help="Number of shards (overrides the recipe).")] = None,
+    shards: Annotated[
+        int | None, typer.Option(help="Number of shards (overrides the recipe).")
+    ] = None,
     shard: Annotated[int | None, typer.Option(help="Build (or re-check) only this shard.")] = None,
     store: StoreOpt = None,
     cache: Annotated[
-        Path | None, typer.Option(help="Request cache (default: $THINKMIX_CACHE, else STORE/.cache).")
+        Path | None,
+        typer.Option(help="Request cache (default: $THINKMIX_CACHE, else STORE/.cache)."),
     ] = None,
     workers: Annotated[int | None, typer.Option(help="Processes for CPU-bound filters.")] = None,
     stats: Annotated[bool, typer.Option(help="Print the stats table when done.")] = True,
@@ -116,7 +119,9 @@ def build(
     if result.status == "up_to_date":
         console.print(f"{result.ref} is already built (same recipe and code); 0 new requests")
     elif result.status == "partial":
-        console.print(f"built shard(s) {result.shards_built}; the version is complete once every shard is built")
+        console.print(
+            f"built shard(s) {result.shards_built}; the version is complete once every shard is built"
+        )
     elif result.status in ("reproduced", "differs"):
         for line in result.mismatches:
             err_console.print(f"[red]{line}[/]", highlight=False)
@@ -130,7 +135,9 @@ def build(
 
 
 @app.command("ls")
-def list_versions(dataset: Annotated[str | None, typer.Argument()] = None, store: StoreOpt = None) -> None:
+def list_versions(
+    dataset: Annotated[str | None, typer.Argument()] = None, store: StoreOpt = None
+) -> None:
     """List the versions in the store."""
     versions = _store(store).versions(dataset)
     table = Table("dataset", "version", "created", "train", "rejected", "failed")
@@ -145,21 +152,31 @@ def list_versions(dataset: Annotated[str | None, typer.Argument()] = None, store
 
 
 @app.command()
-def show(version: str, store: StoreOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def show(
+    version: str, store: StoreOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False
+) -> None:
     """Show a version's manifest: recipe, teachers, sampling, splits and files."""
     the_store = _store(store)
     manifest = _resolve_manifest(the_store, version)
     if as_json:
         print(json.dumps(manifest, indent=2))
         return
-    console.print(f"[bold]{manifest['dataset']}/{manifest['version']}[/]  created {manifest['created_at']}")
-    console.print(f"recipe {manifest['recipe_file']} (hash {manifest['recipe_hash'][:12]}), overrides: {manifest['overrides'] or 'none'}")
-    console.print(f"thinkmix {manifest['thinkmix_version']}, code {manifest['code_revision']}, parents: {manifest['parents'] or 'none'}")
+    console.print(
+        f"[bold]{manifest['dataset']}/{manifest['version']}[/]  created {manifest['created_at']}"
+    )
+    console.print(
+        f"recipe {manifest['recipe_file']} (hash {manifest['recipe_hash'][:12]}), overrides: {manifest['overrides'] or 'none'}"
+    )
+    console.print(
+        f"thinkmix {manifest['thinkmix_version']}, code {manifest['code_revision']}, parents: {manifest['parents'] or 'none'}"
+    )
     for name, teacher in manifest["teachers"].items():
         console.print(f"teacher {name}: {teacher['backend']} / {teacher['model']}", highlight=False)
     for sampling in manifest["sampling"]:
         console.print(f"sampling {sampling}", highlight=False)
-    console.print(f"splits: {manifest['splits']}; {len(manifest['files'])} files in {manifest['shards']} shard(s)")
+    console.print(
+        f"splits: {manifest['splits']}; {len(manifest['files'])} files in {manifest['shards']} shard(s)"
+    )
 
 
 @app.command()
@@ -179,12 +196,19 @@ def verify(version: str, store: StoreOpt = None) -> None:
 
 
 @app.command()
-def diff(version_a: str, version_b: str, store: StoreOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def diff(
+    version_a: str,
+    version_b: str,
+    store: StoreOpt = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
     """Compare two versions: recipe changes, rows per split and category, rows added/removed."""
     from curation.store import diff as diff_versions
 
     the_store = _store(store)
-    report = diff_versions(the_store, _resolve(the_store, version_a), _resolve(the_store, version_b))
+    report = diff_versions(
+        the_store, _resolve(the_store, version_a), _resolve(the_store, version_b)
+    )
     if as_json:
         print(json.dumps(report, indent=2, default=str))
         return
@@ -194,7 +218,9 @@ def diff(version_a: str, version_b: str, store: StoreOpt = None, as_json: Annota
 
 
 @app.command()
-def stats(version: str, store: StoreOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def stats(
+    version: str, store: StoreOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False
+) -> None:
     """The blend table (category x reasoning x generator) and the per-stage funnel."""
     from curation.stats import render_stats, stats_dict
 

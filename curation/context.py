@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from curation.cache import RequestCache
+from curation.generation import GenerationRequest, GenerationResponse
 from curation.record import Record
-from generators.base import GenerationRequest, GenerationResponse
 
 T = TypeVar("T")
 

@@ -83,7 +83,6 @@ class BuildProgress:
 
     def _log(self, message: str) -> None:
         self._last_log = time.monotonic()
-        if self._progress is not None:
-            self._progress.console.log(message)
-        else:
-            self.console.log(message)
+        stamp = time.strftime("%H:%M:%S")
+        console = self._progress.console if self._progress is not None else self.console
+        console.print(f"[dim]{stamp}[/] {message}", highlight=False)

@@ -191,7 +191,7 @@ class Builder:
         files = []
         for name, rows in splits.items():
             for row in rows:
-                row.version = self.version
+                row.version = row.version or self.version  # imported rows keep their own
             files.append(staging.write_shard(name, shard, rows))
         staging.mark_done(
             shard, files, {"stages": counts, "usage": _usage_delta(ctx, usage_before)}

@@ -85,6 +85,8 @@ class JsonlSource(Source):
     def __post_init__(self) -> None:
         if self.layout not in ("problem", "nemotron"):
             raise ValueError(f"layout must be 'problem' or 'nemotron', got {self.layout!r}")
+        if self.layout == "nemotron":  # finished samples: the answer columns are there already
+            self.provides = ("output", "reasoning", "system_prompt", "generator")
 
     def read(self, ctx) -> Iterator[Record]:
         path = Path(self.path)

@@ -13,13 +13,15 @@ with two teachers uses two of these stages, one per toggle.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from curation.context import RunContext
+from curation.generation import GenerationRequest, SamplingParams
 from curation.record import SYSTEM_PROMPTS, Record, record_id
 from curation.registry import register_stage
 from curation.stage import Stage, StageResult
-from generators.base import GenerationRequest, SamplingParams
+
+if TYPE_CHECKING:
+    from curation.context import RunContext
 
 
 @register_stage("generators.multi_sample")

@@ -1,0 +1,3 @@
+"""Keep/drop/score decisions. Importing the package registers its stages (DESIGN §6)."""
+
+from filters import format, math  # noqa: F401
