@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import sys
+
 import time
 from pathlib import Path
 from typing import Annotated
@@ -264,5 +264,5 @@ def _mount_teacher() -> None:
 _mount_teacher()
 
 
-def main() -> None:  # pragma: no cover - console entry point
-    sys.exit(app())
+if __name__ == "__main__":  # python -m curation.cli
+    app()

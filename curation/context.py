@@ -45,7 +45,7 @@ class CachedTeacher:
         self._on_progress = on_progress
         fingerprint = getattr(backend, "fingerprint", "")
         self.identity = f"{backend.model}@{fingerprint}" if fingerprint else backend.model
-        self.chunk_size = max(1, int(getattr(backend, "preferred_chunk", 64)))
+        self.chunk_size = max(1, int(getattr(backend, "batch_size", 64)))  # one commit per batch
 
     async def generate(self, requests: list[GenerationRequest]) -> list[GenerationResponse]:
         keys = [r.key(self.backend.name, self.identity) for r in requests]

@@ -54,10 +54,22 @@ def test_wrong_type_names_file_line_and_field(tmp_path):
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        (("samples_off: 1", "samples_of: 1"), "math.yaml:10: stages[0].samples_of: unknown parameter"),
-        (("filters.math_verify", "filters.math_verfy"), "math.yaml:12: stages[2].type: unknown stage type"),
-        (("teacher: reasoner", "teacher: judge"), "math.yaml:8: stages[0].teacher: unknown teacher 'judge'"),
-        (("backend: transformers", "backend: nope"), "math.yaml:5: teachers.reasoner.backend: unknown backend"),
+        (
+            ("samples_off: 1", "samples_of: 1"),
+            "math.yaml:10: stages[0].samples_of: unknown parameter",
+        ),
+        (
+            ("filters.math_verify", "filters.math_verfy"),
+            "math.yaml:12: stages[2].type: unknown stage type",
+        ),
+        (
+            ("teacher: reasoner", "teacher: judge"),
+            "math.yaml:8: stages[0].teacher: unknown teacher 'judge'",
+        ),
+        (
+            ("backend: transformers", "backend: nope"),
+            "math.yaml:5: teachers.reasoner.backend: unknown backend",
+        ),
         (("shards: 2", "shards: 0"), "math.yaml:13: shards: "),
         (("name: math", "name: Math Blend"), "math.yaml:1: name: "),
         (("count: 10", "count: 0"), "math.yaml:3: sources[0]: count must be >= 1"),
@@ -79,7 +91,9 @@ def test_stage_order_is_checked_by_columns(tmp_path):
         "  - {type: filters.math_verify}\n  - {type: filters.boxed_answer}\n",
     )
     message = error_of(write(tmp_path, text))
-    assert message.startswith("math.yaml:11: stages[1].type: filters.math_verify needs column(s) meta.answer")
+    assert message.startswith(
+        "math.yaml:11: stages[1].type: filters.math_verify needs column(s) meta.answer"
+    )
 
 
 def test_overrides_apply_and_are_named_in_errors(tmp_path):
@@ -88,7 +102,9 @@ def test_overrides_apply_and_are_named_in_errors(tmp_path):
     assert loaded.stages[0].samples_on == 5 and loaded.recipe.shards == 3
     assert loaded.recipe.version_id() != load_recipe(path).recipe.version_id()
     message = error_of(path, ["stages.0.samples_on=lots"])
-    assert message == "--set stages.0.samples_on=lots: stages[0].samples_on: expected int, got 'lots'"
+    assert (
+        message == "--set stages.0.samples_on=lots: stages[0].samples_on: expected int, got 'lots'"
+    )
     assert "does not exist" in error_of(path, ["stages.7.samples_on=1"])
 
 
