@@ -45,7 +45,7 @@ class CachedTeacher:
         self._on_progress = on_progress
         fingerprint = getattr(backend, "fingerprint", "")
         self.identity = f"{backend.model}@{fingerprint}" if fingerprint else backend.model
-        self.chunk_size = max(1, int(getattr(backend, "batch_size", 64)))  # one commit per batch
+        self.chunk_size = max(1, int(getattr(backend, "batch_size", 16)))  # one commit per batch
 
     async def generate(self, requests: list[GenerationRequest]) -> list[GenerationResponse]:
         keys = [r.key(self.backend.name, self.identity) for r in requests]
@@ -59,16 +59,22 @@ class CachedTeacher:
                 misses.append(i)
         self._on_progress(0, 0, len(requests))
         self._count(out, [i for i in range(len(requests)) if out[i] is not None])
-        for start in range(0, len(misses), self.chunk_size):
-            chunk = misses[start : start + self.chunk_size]
+
+        async def run(chunk: list[int]) -> None:
             responses = await self.backend.generate([requests[i] for i in chunk])
             done = []
             for i, response in zip(chunk, responses, strict=True):
                 out[i] = response
                 if response.error is None:
                     done.append((keys[i], response.to_dict()))
+            # Committed per chunk, so a killed build loses at most the chunks in flight.
             self.cache.put_many(self.backend.name, self.identity, done)
             self._count(out, chunk)
+
+        # All chunks are handed over at once: an HTTP backend bounds its own concurrency, and an
+        # in-process model serialises them; either way one slow chunk does not hold the others.
+        chunks = [misses[s : s + self.chunk_size] for s in range(0, len(misses), self.chunk_size)]
+        await asyncio.gather(*(run(chunk) for chunk in chunks))
         return out  # type: ignore[return-value]
 
     def _count(self, out: list[GenerationResponse | None], indices: list[int]) -> None:

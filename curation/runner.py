@@ -198,6 +198,18 @@ class Builder:
         )
         return files
 
+    def _with_cost(self, teacher: str, usage: dict[str, int]) -> dict[str, Any]:
+        """Adds `cost_usd` when the teacher declares `prices` (USD per 1M prompt/completion tokens)."""
+        spec = self.recipe.teachers.get(teacher)
+        prices = (spec.model_extra or {}).get("prices") if spec else None
+        if not prices:
+            return usage
+        cost = (
+            usage.get("prompt_tokens", 0) * float(prices.get("prompt", 0))
+            + usage.get("completion_tokens", 0) * float(prices.get("completion", 0))
+        ) / 1e6
+        return {**usage, "cost_usd": round(cost, 6)}
+
     def _manifest(self, staging: Staging) -> dict[str, Any]:
         infos = [staging.shard_info(k) for k in range(self.recipe.shards)]
         stages: dict[str, dict[str, Any]] = {}
@@ -248,7 +260,7 @@ class Builder:
             "parents": [],
             "shards": self.recipe.shards,
             "stages": list(stages.values()),
-            "usage": {name: dict(values) for name, values in usage.items()},
+            "usage": {name: self._with_cost(name, dict(values)) for name, values in usage.items()},
             "splits": {name: splits.get(name, 0) for name in SPLITS},
         }
 
