@@ -254,13 +254,16 @@ def _resolve_manifest(store, ref: str) -> dict:
     return store.manifest(_resolve(store, ref))
 
 
-def _mount_teacher() -> None:
+def _mount_apps() -> None:
+    """Sub-commands that live beside the packages they drive."""
     from curation.teacher.cli import teacher_app
+    from decontam.cli import decontam_app
 
     app.add_typer(teacher_app, name="teacher", help="Build and evaluate the embedded tiny teacher.")
+    app.add_typer(decontam_app, name="decontam", help="Check rows against benchmarks.")
 
 
-_mount_teacher()
+_mount_apps()
 
 
 if __name__ == "__main__":  # python -m curation.cli
