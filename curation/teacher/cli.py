@@ -32,7 +32,7 @@ def _table(report: dict[str, Any]) -> Table:
 @teacher_app.command()
 def build(
     out: Annotated[Path, typer.Option(help="Model dir to write (overwritten).")] = EMBEDDED_DIR,
-    minutes: Annotated[float, typer.Option(help="Wall-clock training budget.")] = 9.5,
+    minutes: Annotated[float, typer.Option(help="Wall-clock training budget.")] = 9.0,
     seed: Annotated[int, typer.Option(help="Seed for data, init and data order.")] = 0,
     max_steps: Annotated[
         int, typer.Option(help="If > 0, a step-exact schedule instead of the clock.")

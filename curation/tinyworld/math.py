@@ -1,4 +1,8 @@
-"""Addition and subtraction word problems with a digit-by-digit trace and a boxed answer."""
+"""Addition and subtraction word problems with a digit-by-digit trace and a boxed answer.
+
+Operands have two digits: with three, the ~1M-parameter teacher reached only 6% (it lost track of
+carries and borrows), too low for filters and curricula to have anything to keep.
+"""
 
 from __future__ import annotations
 
@@ -20,9 +24,9 @@ SUB = [
 
 
 def _add_trace(a: int, b: int) -> str:
-    x, y = f"{a:03d}", f"{b:03d}"
+    x, y = f"{a:02d}", f"{b:02d}"
     lines, carry = [f"{x}+{y}"], 0
-    for i in (2, 1, 0):
+    for i in (1, 0):
         s = int(x[i]) + int(y[i]) + carry
         lines.append(f"{x[i]}+{y[i]}+{carry}={s} w{s % 10} c{s // 10}")
         carry = s // 10
@@ -31,9 +35,9 @@ def _add_trace(a: int, b: int) -> str:
 
 
 def _sub_trace(a: int, b: int) -> str:
-    x, y = f"{a:03d}", f"{b:03d}"
+    x, y = f"{a:02d}", f"{b:02d}"
     lines, borrow = [f"{x}-{y}"], 0
-    for i in (2, 1, 0):
+    for i in (1, 0):
         d = int(x[i]) - int(y[i]) - borrow
         nb = 1 if d < 0 else 0
         lines.append(f"{x[i]}-{y[i]}-{borrow}={d + 10 * nb} w{d + 10 * nb} b{nb}")
@@ -44,7 +48,7 @@ def _sub_trace(a: int, b: int) -> str:
 
 def make(rng: random.Random) -> Task:
     name, obj = rng.choice(NAMES), rng.choice(OBJECTS)
-    a, b = rng.randint(10, 999), rng.randint(10, 999)
+    a, b = rng.randint(10, 99), rng.randint(10, 99)
     if rng.random() < 0.5:
         prompt = rng.choice(ADD).format(n=name, o=obj, a=a, b=b)
         result, trace = a + b, _add_trace(a, b)

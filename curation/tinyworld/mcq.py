@@ -18,7 +18,7 @@ def _options(rng: random.Random, correct: int, distractors: list[int]) -> tuple[
 
 
 def _extreme(rng: random.Random) -> tuple[str, str, int]:
-    values = rng.sample(range(10, 100), 4)
+    values = rng.sample(range(10, 1000), 4)
     largest = rng.random() < 0.5
     word = "largest" if largest else "smallest"
     best = max(values) if largest else min(values)
