@@ -258,9 +258,11 @@ def _mount_apps() -> None:
     """Sub-commands that live beside the packages they drive."""
     from curation.teacher.cli import teacher_app
     from decontam.cli import decontam_app
+    from filters.cli import filters_app
 
     app.add_typer(teacher_app, name="teacher", help="Build and evaluate the embedded tiny teacher.")
     app.add_typer(decontam_app, name="decontam", help="Check rows against benchmarks.")
+    app.add_typer(filters_app, name="filters", help="Reports on filter decisions.")
 
 
 _mount_apps()

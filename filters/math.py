@@ -122,15 +122,33 @@ class MathVerify(Filter):
             return Drop("math_answer_missing")
         if len(answer) > self.max_answer_chars:
             return Drop("math_answer_too_long")
-        from math_verify import parse, verify  # imports sympy: paid only by math recipes
+        verdict = compare_answers(answer, gold, self.timeout_s, self.float_rounding)
+        return True if verdict == "equal" else Drop(verdict)
 
-        timeout = self.timeout_s if _in_main_thread() else None
-        predicted = parse(_as_boxed(answer), parsing_timeout=timeout)
-        if not predicted:
-            return Drop("math_answer_unparsed")
-        expected = parse(_as_boxed(gold), parsing_timeout=timeout)
-        if not expected:
-            return Drop("expected_answer_unparsed")
-        if verify(expected, predicted, float_rounding=self.float_rounding, timeout_seconds=timeout):
-            return True
-        return Drop("math_answer_mismatch")
+
+MathVerdict = Literal[
+    "equal", "math_answer_mismatch", "math_answer_unparsed", "expected_answer_unparsed"
+]
+
+
+def compare_answers(
+    answer: str, gold: str, timeout_s: int = 5, float_rounding: int = 6
+) -> MathVerdict:
+    r"""math-verify's verdict on `answer` vs `gold`: "equal", or why not (a drop reason).
+
+    Both sides are parsed as `\boxed{...}`; `timeout_s` applies in the main thread only (see the
+    module docstring). Shared by `filters.math_verify`, `filters.math_judge`, majority voting
+    and pass rates, so they all call the same answers equal.
+    """
+    from math_verify import parse, verify  # imports sympy: paid only by math recipes
+
+    timeout = timeout_s if _in_main_thread() else None
+    predicted = parse(_as_boxed(answer), parsing_timeout=timeout)
+    if not predicted:
+        return "math_answer_unparsed"
+    expected = parse(_as_boxed(gold), parsing_timeout=timeout)
+    if not expected:
+        return "expected_answer_unparsed"
+    if verify(expected, predicted, float_rounding=float_rounding, timeout_seconds=timeout):
+        return "equal"
+    return "math_answer_mismatch"
