@@ -66,3 +66,91 @@ def test_nemotron_layout_names_the_bad_field(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(SourceError, match="input file not found"):
         list(JsonlSource(path="absent.jsonl").read(context(tmp_path)))
+
+
+DATA = Path(__file__).parent.parent / "data"
+
+
+def read(tmp_path: Path, name: str, **params) -> list:
+    return list(JsonlSource(path=str(DATA / name), **params).read(context(tmp_path)))
+
+
+def test_code_task_layouts_collect_io_tests(tmp_path):
+    import json
+
+    taco, contests = read(tmp_path, "code_tasks.jsonl", layout="code_task")
+    assert taco.category == "code" and "sum" in taco.input[0]["content"]
+    assert json.loads(taco.meta["io_tests"]) == [
+        {"input": "1 2\n", "output": "3\n"},
+        {"input": "5 7\n", "output": "12\n"},
+    ]
+    assert [t["output"] for t in json.loads(contests.meta["io_tests"])] == ["cba\n", "yx\n"]
+
+
+def test_mcq_layout_accepts_letters_mappings_and_indices(tmp_path):
+    rows = read(tmp_path, "mcq.jsonl", layout="mcq")
+    assert [r.expected_answer for r in rows] == ["B", "C", "B"]
+    assert rows[0].input[0]["content"].endswith("B) Carbon dioxide\nC) Nitrogen\nD) Helium")
+    assert all(r.category == "science" for r in rows)
+
+
+def test_conversations_cut_after_the_last_user_turn(tmp_path):
+    (sharegpt,) = read(tmp_path, "sharegpt.jsonl", layout="conversation", category="chat")
+    assert [t["role"] for t in sharegpt.input] == ["user", "assistant", "user"]
+    assert sharegpt.input[-1]["content"] == "Another one?"
+    (wildchat,) = read(
+        tmp_path, "wildchat.jsonl", layout="conversation", id_field="conversation_hash"
+    )
+    assert wildchat.input == [{"role": "user", "content": "Write a haiku about rain."}]
+    assert wildchat.source_id == "w1"
+
+
+def test_parquet_source_streams_rows(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from curation.sources import ParquetSource
+
+    pq.write_table(
+        pa.table({"problem": ["1+1?", "2+3?"], "answer": ["2", "5"]}), tmp_path / "p.parquet"
+    )
+    rows = list(ParquetSource(path="p.parquet").read(context(tmp_path)))
+    assert [r.expected_answer for r in rows] == ["2", "5"]
+    assert rows[1].source_id == "2"
+
+
+@pytest.mark.parametrize(
+    ("layout", "content", "expected"),
+    [
+        (
+            "mcq",
+            '{"question": "q", "choices": ["a", "b"], "answer": "E"}',
+            "x.jsonl:1: answer: 'E' is not one",
+        ),
+        (
+            "mcq",
+            '{"question": "q", "choices": "ab", "answer": "A"}',
+            "x.jsonl:1: choices: expected a list",
+        ),
+        (
+            "code_task",
+            '{"question": "q", "input_output": "{bad"}',
+            "x.jsonl:1: input_output: invalid JSON",
+        ),
+        (
+            "conversation",
+            '{"conversations": [{"from": "gpt", "value": "hi"}]}',
+            "x.jsonl:1: conversations: no user turn",
+        ),
+        (
+            "conversation",
+            '{"conversations": [{"who": "x"}]}',
+            "x.jsonl:1: conversations[0]: expected",
+        ),
+    ],
+)
+def test_layout_errors_name_the_field(tmp_path, layout, content, expected):
+    (tmp_path / "x.jsonl").write_text(content + "\n")
+    with pytest.raises(SourceError) as info:
+        list(JsonlSource(path="x.jsonl", layout=layout).read(context(tmp_path)))
+    assert str(info.value).startswith(expected)
