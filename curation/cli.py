@@ -88,9 +88,10 @@ def build(
     from curation.cache import RequestCache
     from curation.context import default_workers
     from curation.progress import BuildProgress
-    from curation.runner import Builder
+    from curation.runner import Builder, BuildError
     from curation.sources import SourceError
     from curation.stats import render_stats, stats_dict
+    from curation.store import StoreError
 
     loaded = _load(recipe, set_, shards)
     the_store = _store(store)
@@ -100,10 +101,12 @@ def build(
     request_cache = RequestCache(cache_path)
     started = time.perf_counter()
     with BuildProgress(console, loaded.recipe.shards) as progress:
-        builder = Builder(loaded, the_store, request_cache, progress, workers or default_workers())
         try:
+            builder = Builder(
+                loaded, the_store, request_cache, progress, workers or default_workers()
+            )
             result = builder.build(shard)
-        except SourceError as exc:
+        except (BuildError, SourceError, StoreError) as exc:
             _fail(str(exc))
         finally:
             request_cache.close()
@@ -259,10 +262,12 @@ def _mount_apps() -> None:
     from curation.teacher.cli import teacher_app
     from decontam.cli import decontam_app
     from filters.cli import filters_app
+    from hardware_opt.cli import opt_app
 
     app.add_typer(teacher_app, name="teacher", help="Build and evaluate the embedded tiny teacher.")
     app.add_typer(decontam_app, name="decontam", help="Check rows against benchmarks.")
     app.add_typer(filters_app, name="filters", help="Reports on filter decisions.")
+    app.add_typer(opt_app, name="opt", help="Puzzle block search and FFN Fusion on a model.")
 
 
 _mount_apps()

@@ -103,6 +103,7 @@ class RunContext:
     version: str
     seed: int
     base_dir: Path = Path(".")
+    store: Any = None  # the curation.store.Store being built into (sources read parents from it)
     teachers: dict[str, CachedTeacher] = field(default_factory=dict)
     workers: int = 1
     _pool: ProcessPoolExecutor | None = None

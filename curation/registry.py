@@ -21,7 +21,7 @@ NAMESPACES = {
     "generators": "generators",
     "filters": "filters",
     "decontam": "decontam",
-    "transforms": "curation.transforms",
+    "mix": "curation.mix",
 }
 BACKEND_PACKAGE = "generators"
 
@@ -46,6 +46,8 @@ def register_backend(name: str) -> Callable[[type], type]:
 
 
 def _namespace(name: str) -> str:
+    if name in NAMESPACES:  # a top-level stage with its own module, e.g. `mix`
+        return name
     return name.split(".", 1)[0] if "." in name else "sources"
 
 

@@ -25,11 +25,15 @@ from curation.cache import RequestCache
 from curation.context import CachedTeacher, RunContext
 from curation.progress import BuildProgress
 from curation.recipe import LoadedRecipe
-from curation.record import Record
+from curation.record import Record, stable_hash
 from curation.registry import make_backend
 from curation.store import Staging, Store
 
 SPLITS = ("train", "rejected", "failed")
+
+
+class BuildError(ValueError):
+    """A build request that cannot be carried out as asked (e.g. a shard out of range)."""
 
 
 def shard_of(record_id: str, shards: int) -> int:
@@ -62,8 +66,15 @@ class Builder:
     ):
         self.loaded, self.store, self.cache, self.progress = loaded, store, cache, progress
         self.recipe = loaded.recipe
-        self.dataset, self.version = self.recipe.name, self.recipe.version_id()
-        self.workers = workers
+        self.dataset, self.workers = self.recipe.name, workers
+        probe = RunContext(self.dataset, "", self.recipe.seed, self._base_dir(), store=store)
+        self.parents = sorted({p for s in loaded.sources for p in s.parents(probe)})
+        # A version is a content address: the recipe, the code and the exact parent versions.
+        self.version = (
+            stable_hash(self.recipe.hash(), self.parents, length=12)
+            if self.parents
+            else self.recipe.version_id()
+        )
 
     # ------------------------------------------------------------------ public
 
@@ -81,12 +92,16 @@ class Builder:
 
     # ------------------------------------------------------------------ internals
 
+    def _base_dir(self) -> Path:
+        return self.loaded.path.parent.resolve()
+
     def _context(self) -> RunContext:
         ctx = RunContext(
             dataset=self.dataset,
             version=self.version,
             seed=self.recipe.seed,
-            base_dir=self.loaded.path.parent.resolve(),
+            base_dir=self._base_dir(),
+            store=self.store,
             workers=self.workers,
         )
         for name, spec in self.recipe.teachers.items():
@@ -212,25 +227,27 @@ class Builder:
 
     def _manifest(self, staging: Staging) -> dict[str, Any]:
         infos = [staging.shard_info(k) for k in range(self.recipe.shards)]
-        stages: dict[str, dict[str, Any]] = {}
+        # Aggregated by position: a stage type may appear twice in one recipe.
+        stages: list[dict[str, Any]] = []
         for info in infos:
-            for c in info["extra"]["stages"]:
-                total = stages.setdefault(
-                    c["name"],
-                    {
-                        "name": c["name"],
-                        "in": 0,
-                        "kept": 0,
-                        "rejected": 0,
-                        "failed": 0,
-                        "reasons": Counter(),
-                        "seconds": 0.0,
-                    },
-                )
+            for position, c in enumerate(info["extra"]["stages"]):
+                if position == len(stages):
+                    stages.append(
+                        {
+                            "name": c["name"],
+                            "in": 0,
+                            "kept": 0,
+                            "rejected": 0,
+                            "failed": 0,
+                            "reasons": Counter(),
+                            "seconds": 0.0,
+                        }
+                    )
+                total = stages[position]
                 for key in ("in", "kept", "rejected", "failed", "seconds"):
                     total[key] += c[key]
                 total["reasons"].update(c["reasons"])
-        for total in stages.values():
+        for total in stages:
             total["reasons"] = dict(total["reasons"].most_common())
             total["seconds"] = round(total["seconds"], 3)
         usage: dict[str, Counter] = {}
@@ -257,9 +274,9 @@ class Builder:
                 for s in self.loaded.stages
                 if s.sampling_summary()
             ],
-            "parents": [],
+            "parents": self.parents,
             "shards": self.recipe.shards,
-            "stages": list(stages.values()),
+            "stages": stages,
             "usage": {name: self._with_cost(name, dict(values)) for name, values in usage.items()},
             "splits": {name: splits.get(name, 0) for name in SPLITS},
         }

@@ -72,6 +72,10 @@ class Source(Stage):
     def read(self, ctx: RunContext) -> Iterator[Record]:
         raise NotImplementedError(f"{type(self).__name__} must implement read()")
 
+    def parents(self, ctx: RunContext) -> list[str]:
+        """Dataset versions this source reads (`dataset/version`), for lineage and the version id."""
+        return []
+
 
 class Filter(Stage):
     """Keeps or drops each row. The verdict lands in `scores[stage_type]` as 1.0 or 0.0."""

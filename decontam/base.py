@@ -78,7 +78,7 @@ class DecontamStage(Stage):
     bench_field: str | None = None  # benchmark column holding the item text (NAME=PATH specs)
     bench_id_field: str | None = None  # benchmark column holding the item id
     fields: list[str] = field(default_factory=lambda: ["input", "output"])  # row text to check
-    cache_dir: str = ""  # on-disk index cache; default BASE_DIR/.thinkmix-cache/decontam
+    cache_dir: str = ""  # on-disk index cache; default STORE/.cache (or BASE_DIR/.thinkmix-cache)
 
     def __post_init__(self) -> None:
         if isinstance(self.benchmarks, str):
@@ -100,6 +100,15 @@ class DecontamStage(Stage):
         if self._loaded is None:
             self._loaded = load_benchmarks(self.benchmarks, self.bench_field, self.bench_id_field)
         return self._loaded
+
+    @staticmethod
+    def cache_root(ctx: object | None) -> Path | None:
+        """Where a build keeps derived files: beside the request cache in the store, so that
+        building a shipped recipe never writes into the installed package."""
+        store = getattr(ctx, "store", None)
+        if store is not None:
+            return store.root / ".cache"
+        return getattr(ctx, "base_dir", None)
 
     def cache_path(self, base_dir: Path | None) -> Path:
         if self.cache_dir:

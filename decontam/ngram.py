@@ -213,7 +213,7 @@ class NgramDecontam(DecontamStage):
         items = all_items(self.load())
         best: list[Match | None] = [None] * len(texts)
         for mode in self.modes():
-            index = self.index(mode, ctx.base_dir if ctx else None)
+            index = self.index(mode, self.cache_root(ctx))
             hits = index.scan(texts, mode)
             floor = self.min_fraction
             if floor is None:
