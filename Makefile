@@ -24,7 +24,9 @@ demo: setup
 test: setup
 	$(PY) -m pytest -m "not slow and not gpu" -q
 
+# The slow tests also cover the local-server and ray backends, so their extras come first.
 test-all: setup
+	$(PY) -m pip install --quiet -e ".[dev,serving,ray]"
 	$(PY) -m pytest -m "not gpu" -q
 
 quality: setup

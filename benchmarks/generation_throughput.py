@@ -1,0 +1,106 @@
+"""Throughput of the thinkmix `openai` backend against a plain `AsyncOpenAI` loop.
+
+Starts the fault server (faults off: it answers at once) in a subprocess on loopback, then, for
+each concurrency, sends the same requests through (a) a bare `AsyncOpenAI` client bounded by a
+semaphore and (b) `OpenAIBackend.generate` with `max_concurrency` equal, and prints completed
+requests per second and their ratio. Both see the same server and the same machine; the ratio
+is the backend's overhead (grouping, limits, retries bookkeeping), target >= 0.95.
+
+    python benchmarks/generation_throughput.py --requests 2000 --concurrency 64 256
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import subprocess
+import sys
+import time
+
+import openai
+
+from curation.generation import GenerationRequest, SamplingParams
+from generators.openai_backend import OpenAIBackend
+
+TIMEOUT_S = 60.0  # both clients; the client's default 5 s connect timeout trips on a busy box
+
+
+def make_requests(count: int) -> list[GenerationRequest]:
+    return [
+        GenerationRequest.build(
+            [{"role": "user", "content": f"benchmark prompt {i}"}], SamplingParams(), 0, seed=i
+        )
+        for i in range(count)
+    ]
+
+
+async def plain_loop(base_url: str, reqs: list[GenerationRequest], concurrency: int) -> int:
+    client = openai.AsyncOpenAI(
+        api_key="no-key", base_url=base_url, max_retries=0, timeout=TIMEOUT_S
+    )
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(r: GenerationRequest) -> bool:
+        async with gate:
+            answer = await client.chat.completions.create(
+                model="fault-model",
+                messages=r.message_dicts(),
+                temperature=r.sampling.temperature,
+                top_p=r.sampling.top_p,
+                max_tokens=r.sampling.max_tokens,
+                seed=r.seed + r.sample_index,
+            )
+            return bool(answer.choices[0].message.content)
+
+    done = await asyncio.gather(*(one(r) for r in reqs))
+    await client.close()
+    return sum(done)
+
+
+async def thinkmix_backend(base_url: str, reqs: list[GenerationRequest], concurrency: int) -> int:
+    backend = OpenAIBackend(
+        "fault-model", base_url=base_url, max_concurrency=concurrency, timeout_s=TIMEOUT_S
+    )
+    out = await backend.generate(reqs)
+    return sum(r.error is None for r in out)
+
+
+def timed(fn, base_url: str, reqs: list[GenerationRequest], concurrency: int) -> float:
+    start = time.perf_counter()
+    ok = asyncio.run(fn(base_url, reqs, concurrency))
+    elapsed = time.perf_counter() - start
+    assert ok == len(reqs), f"{fn.__name__}: {len(reqs) - ok} requests failed"
+    return ok / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[64, 256])
+    parser.add_argument("--rounds", type=int, default=3, help="alternating runs; best of each")
+    args = parser.parse_args()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "generators.fault_server", "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        base_url = server.stdout.readline().strip()  # type: ignore[union-attr]
+        reqs = make_requests(args.requests)
+        timed(plain_loop, base_url, reqs[:200], 16)  # warm up both paths
+        timed(thinkmix_backend, base_url, reqs[:200], 16)
+        print(f"{args.requests} requests against {base_url} (fault server, no faults)")
+        print(f"{'concurrency':>11}  {'AsyncOpenAI req/s':>17}  {'thinkmix req/s':>14}  ratio")
+        for concurrency in args.concurrency:
+            plain, ours = 0.0, 0.0
+            for _ in range(args.rounds):
+                plain = max(plain, timed(plain_loop, base_url, reqs, concurrency))
+                ours = max(ours, timed(thinkmix_backend, base_url, reqs, concurrency))
+            print(f"{concurrency:>11}  {plain:>17.0f}  {ours:>14.0f}  {ours / plain:.2f}")
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()
