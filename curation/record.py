@@ -58,10 +58,10 @@ class Record:
     def from_dict(cls, row: dict[str, Any]) -> Record:
         names = {f.name for f in fields(cls)}
         values = {k: v for k, v in row.items() if k in names}
-        # Arrow maps come back as lists of (key, value) pairs.
+        # Stored as lists of {key, value} structs (see ARROW_SCHEMA).
         for key in ("scores", "meta"):
             if isinstance(values.get(key), list):
-                values[key] = dict(values[key])
+                values[key] = {item["key"]: item["value"] for item in values[key]}
         return cls(**values)
 
 
@@ -83,6 +83,12 @@ def record_id(
 
 _MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
 
+
+def _pairs(value_type: pa.DataType) -> pa.DataType:
+    # Not pa.map_: `datasets` cannot read Arrow maps, and shards must load with it.
+    return pa.list_(pa.struct([("key", pa.string()), ("value", value_type)]))
+
+
 ARROW_SCHEMA = pa.schema(
     [
         ("id", pa.string()),
@@ -96,10 +102,10 @@ ARROW_SCHEMA = pa.schema(
         ("source", pa.string()),
         ("source_id", pa.string()),
         ("expected_answer", pa.string()),
-        ("scores", pa.map_(pa.string(), pa.float64())),
+        ("scores", _pairs(pa.float64())),
         ("version", pa.string()),
         ("used_in_training", pa.list_(pa.string())),
-        ("meta", pa.map_(pa.string(), pa.string())),
+        ("meta", _pairs(pa.string())),
         ("stage", pa.string()),
         ("reason", pa.string()),
     ]
@@ -107,12 +113,12 @@ ARROW_SCHEMA = pa.schema(
 
 
 def to_table(records: list[Record]) -> pa.Table:
-    """Records -> an Arrow table with the fixed schema (maps sorted, so bytes are stable)."""
+    """Records -> an Arrow table with the fixed schema (keys sorted, so bytes are stable)."""
     rows = []
     for r in records:
         row = r.to_dict()
-        row["scores"] = sorted(r.scores.items())
-        row["meta"] = sorted(r.meta.items())
+        row["scores"] = [{"key": k, "value": v} for k, v in sorted(r.scores.items())]
+        row["meta"] = [{"key": k, "value": v} for k, v in sorted(r.meta.items())]
         rows.append(row)
     return pa.Table.from_pylist(rows, schema=ARROW_SCHEMA)
 

@@ -236,6 +236,7 @@ class Builder:
                         {
                             "name": c["name"],
                             "in": 0,
+                            "created": 0,
                             "kept": 0,
                             "rejected": 0,
                             "failed": 0,
@@ -244,7 +245,7 @@ class Builder:
                         }
                     )
                 total = stages[position]
-                for key in ("in", "kept", "rejected", "failed", "seconds"):
+                for key in ("in", "created", "kept", "rejected", "failed", "seconds"):
                     total[key] += c[key]
                 total["reasons"].update(c["reasons"])
         for total in stages:
@@ -284,9 +285,13 @@ class Builder:
 
 def _counts(name: str, n_in: int, kept: list, rejected: list, failed: list, seconds: float) -> dict:
     reasons = Counter(_reason_tag(r.reason) for r in rejected + failed)
+    out = len(kept) + len(rejected) + len(failed)
+    # A stage may only add rows (a fan-out); one that loses rows without a reason is a bug.
+    assert out >= n_in, f"{name}: {n_in} rows in but only {out} accounted for"
     return {
         "name": name,
         "in": n_in,
+        "created": out - n_in,
         "kept": len(kept),
         "rejected": len(rejected),
         "failed": len(failed),

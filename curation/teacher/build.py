@@ -27,7 +27,7 @@ from curation.tinyworld import FAMILIES, format_output, generate
 log = logging.getLogger(__name__)
 
 TRAIN_SEED_OFFSET = 0  # training tasks use seeds `seed + 0..`; evaluate.py uses a disjoint seed
-FAMILY_WEIGHTS = {"math": 0.4, "code": 0.2, "mcq": 0.2, "instruct": 0.2}
+FAMILY_WEIGHTS = {"math": 0.5, "code": 0.125, "mcq": 0.25, "instruct": 0.125}
 REASONING_ON_SHARE = 0.6
 
 __all__ = ["EMBEDDED_DIR", "build_teacher", "make_conversations", "resolve_model"]
@@ -102,7 +102,7 @@ def _time_budget(minutes: float, start: list[float]) -> tuple[Callable[[int], fl
 
 def build_teacher(
     out_dir: str | Path = EMBEDDED_DIR,
-    minutes: float = 9.0,
+    minutes: float = 30.0,
     seed: int = 0,
     *,
     examples: int = 30000,
@@ -111,7 +111,7 @@ def build_teacher(
     heads: int = 4,
     batch_size: int = 32,
     learning_rate: float = 3e-3,
-    max_steps: int | None = None,
+    max_steps: int | None = 1000,
     eval_per_family: int = 50,
 ) -> dict[str, Any]:
     """Generate data, train, save to `out_dir`, evaluate, write `eval.json`; return the report."""

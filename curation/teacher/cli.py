@@ -32,11 +32,14 @@ def _table(report: dict[str, Any]) -> Table:
 @teacher_app.command()
 def build(
     out: Annotated[Path, typer.Option(help="Model dir to write (overwritten).")] = EMBEDDED_DIR,
-    minutes: Annotated[float, typer.Option(help="Wall-clock training budget.")] = 9.0,
+    minutes: Annotated[
+        float, typer.Option(help="Wall-clock cap; with --max-steps 0, the whole budget.")
+    ] = 30.0,
     seed: Annotated[int, typer.Option(help="Seed for data, init and data order.")] = 0,
     max_steps: Annotated[
-        int, typer.Option(help="If > 0, a step-exact schedule instead of the clock.")
-    ] = 0,
+        int,
+        typer.Option(help="Training steps (step-exact, so machine load changes only the time)."),
+    ] = 1000,
 ) -> None:
     """Generate tinyworld data, train the tiny Llama, save it and write eval.json."""
     from curation.teacher.build import build_teacher

@@ -26,7 +26,7 @@ def test_build_keeps_and_rejects_and_accounts_for_every_row(built_math):
     assert totals["train"] > 0 and totals["rejected"] > 0
     assert sum(totals.values()) == PROBLEMS * SAMPLES_PER_PROBLEM
     for stage in manifest["stages"]:
-        assert stage["in"] == stage["kept"] + stage["rejected"] + stage["failed"], stage
+        assert stage["in"] + stage["created"] == stage["kept"] + stage["rejected"] + stage["failed"]
     names = [s["name"] for s in manifest["stages"]]
     assert names == [
         "source",
