@@ -1,0 +1,123 @@
+"""Training smoke benchmark on the embedded default: SFT a fresh tiny student, then GRPO it.
+
+    .venv/bin/python benchmarks/train_smoke.py --out /tmp/train_smoke          # ~25 min on 2 busy cores
+    .venv/bin/python benchmarks/train_smoke.py --out /tmp/ts --quick           # ~2 min
+
+Steps (fixed seeds; every number is held-out tinyworld accuracy, greedy, seed 12345):
+1. a clean SFT version of tinyworld gold solutions (both toggles, seed 0) written to the store;
+2. eval of the untrained student (random init, the teacher's tokenizer);
+3. `train_sft` of that student -> eval (accuracy per family x toggle, think-tag compliance);
+4. a prompt version (tinyworld, seed 7), then `train_grpo` from the SFT checkpoint twice with
+   the same budget: curriculum (easy -> hard) and uniform sampling -> eval both.
+Writes OUT/report.json and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+from curation.store import Store
+from training.data import write_tinyworld_version
+from training.evaluate import evaluate_model, overall
+from training.grpo import train_grpo
+from training.grpo_config import GRPORunConfig
+from training.sft import train_sft
+from training.sft_config import SFTRunConfig
+from training.student import fresh_student, load_tokenizer, save_checkpoint
+
+
+def _eval(model: str, per_family: int) -> dict:
+    report = evaluate_model(model, per_family=per_family)
+    return {"accuracy": report["accuracy"], "format": report["format"],
+            "mean_accuracy": overall(report), "mean_format": overall(report, "format")}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("/tmp/train_smoke"))
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, to check the script")
+    parser.add_argument("--sft-rows", type=int, default=500, help="gold tasks per family")
+    parser.add_argument("--sft-steps", type=int, default=400)
+    parser.add_argument("--hidden", type=int, default=96)
+    parser.add_argument("--layers", type=int, default=3)
+    parser.add_argument("--grpo-steps", type=int, default=15)
+    parser.add_argument("--grpo-prompts", type=int, default=12, help="per family")
+    parser.add_argument("--eval-per-family", type=int, default=20)
+    parser.add_argument("--grpo-lr", type=float, default=1e-4)
+    parser.add_argument(
+        "--grpo-only", action="store_true", help="reuse OUT's store and SFT run; rerun GRPO only"
+    )
+    args = parser.parse_args()
+    if args.quick:
+        args.sft_rows, args.sft_steps, args.grpo_steps = 20, 10, 2
+        args.grpo_prompts, args.eval_per_family, args.hidden, args.layers = 2, 2, 32, 1
+    if args.grpo_only:
+        return grpo_only(args)
+    shutil.rmtree(args.out, ignore_errors=True)
+    store = Store(args.out / "store")
+    report: dict = {"args": {k: str(v) for k, v in vars(args).items()}}
+    t0 = time.monotonic()
+
+    sft_ref = write_tinyworld_version(store, "gold-v1", per_family=args.sft_rows, seed=0, shards=4)
+    sft_cfg = SFTRunConfig(max_steps=args.sft_steps, batch_size=32, learning_rate=3e-3,
+                           student_hidden=args.hidden, student_layers=args.layers, logging_steps=25)  # fmt: skip
+    untrained = args.out / "untrained"
+    save_checkpoint(
+        fresh_student(sft_cfg.student_hidden, sft_cfg.student_layers, sft_cfg.student_heads, 0),
+        load_tokenizer(),
+        untrained,
+    )
+    report["untrained"] = _eval(str(untrained), args.eval_per_family)
+    print("untrained", report["untrained"]["mean_accuracy"], flush=True)
+
+    sft = train_sft(store, sft_ref, args.out / "sft", sft_cfg)
+    report["sft"] = {"summary": sft, "eval": _eval(sft["checkpoint"], args.eval_per_family)}
+    print("sft", report["sft"]["eval"]["mean_accuracy"], report["sft"]["eval"]["mean_format"],
+          flush=True)  # fmt: skip
+
+    prompts = write_tinyworld_version(store, "prompts-v1", per_family=args.grpo_prompts, seed=7,
+                                      outputs=False)  # fmt: skip
+    for name, curriculum in (("grpo_curriculum", True), ("grpo_uniform", False)):
+        cfg = GRPORunConfig(max_steps=args.grpo_steps, num_generations=8, prompts_per_step=4,
+                            learning_rate=args.grpo_lr, curriculum=curriculum,
+                            max_completion_length=160, seed=0)  # fmt: skip
+        run = train_grpo(store, prompts, sft["checkpoint"], args.out / name, cfg)
+        report[name] = {"summary": run, "eval": _eval(run["checkpoint"], args.eval_per_family)}
+        print(name, report[name]["eval"]["mean_accuracy"], report[name]["eval"]["mean_format"],
+              flush=True)  # fmt: skip
+    report["seconds"] = round(time.monotonic() - t0, 1)
+    (args.out / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    for name in ("untrained", "sft", "grpo_curriculum", "grpo_uniform"):
+        ev = report[name] if name == "untrained" else report[name]["eval"]
+        print(f"{name:<16} acc {ev['mean_accuracy']}  format {ev['mean_format']}")
+        for family, row in ev["accuracy"].items():
+            print(f"    {family:<9} acc on {row['on']:.2f} off {row['off']:.2f}   format on "
+                  f"{ev['format'][family]['on']:.2f} off {ev['format'][family]['off']:.2f}")  # fmt: skip
+    print(f"total {report['seconds']}s -> {args.out / 'report.json'}")
+
+
+def grpo_only(args: argparse.Namespace) -> None:
+    """GRPO curriculum vs uniform from OUT/sft's checkpoint, on OUT's prompt version."""
+    store = Store(args.out / "store")
+    checkpoint = str(args.out / "sft" / "checkpoint")
+    tag = f"s{args.grpo_steps}-lr{args.grpo_lr:g}"
+    report = {}
+    for name, curriculum in (("curriculum", True), ("uniform", False)):
+        cfg = GRPORunConfig(max_steps=args.grpo_steps, num_generations=8, prompts_per_step=4,
+                            learning_rate=args.grpo_lr, curriculum=curriculum,
+                            max_completion_length=160, seed=0)  # fmt: skip
+        run = train_grpo(store, "tinyworld-gold/prompts-v1", checkpoint,
+                         args.out / f"grpo_{name}_{tag}", cfg)  # fmt: skip
+        report[name] = {"summary": run, "eval": _eval(run["checkpoint"], args.eval_per_family)}
+        ev = report[name]["eval"]
+        print(name, tag, ev["mean_accuracy"], ev["mean_format"], run["rewards"], flush=True)
+    path = args.out / f"report_grpo_{tag}.json"
+    path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+
+
+if __name__ == "__main__":
+    main()
