@@ -2,8 +2,8 @@
 
 `ScriptedBackend` is a fake of the `Backend` interface (not of our internals): it answers each
 request with a plain function of the request, so tests know the exact reply a stage gets. It is
-registered as the backend `scripted`, so recipes in end-to-end tests can name it too:
-`{backend: scripted, model: judge}` picks `SCRIPTS["judge"]`.
+registered as the backend `scripted-judge`, so recipes in end-to-end tests can name it too:
+`{backend: scripted-judge, model: judge}` picks `SCRIPTS["judge"]`.
 """
 
 from __future__ import annotations
@@ -53,11 +53,11 @@ def solver_script(request: GenerationRequest) -> str:
 SCRIPTS: dict[str, Script] = {"judge": judge_script, "solver": solver_script}
 
 
-@register_backend("scripted")
+@register_backend("scripted-judge")
 class ScriptedBackend:
     """Answers with `SCRIPTS[model]` (or `script`); a reply starting "ERROR" becomes a failure."""
 
-    name = "scripted"
+    name = "scripted-judge"
 
     def __init__(self, model: str = "judge", script: Script | None = None, **_: object):
         self.model = model

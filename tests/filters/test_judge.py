@@ -214,7 +214,7 @@ def test_agreement_cli_on_a_built_version(tmp_path):
     recipe = tmp_path / "judge.yaml"
     recipe.write_text(
         "name: judging\nsources: [{type: tinyworld.math, count: 1}]\n"
-        "teachers:\n  referee: {backend: scripted, model: judge}\n"
+        "teachers:\n  referee: {backend: scripted-judge, model: judge}\n"
     )
     args = ["agreement", "mathy/v1", "--store", str(tmp_path / "store")]
     result = CliRunner().invoke(
@@ -224,7 +224,7 @@ def test_agreement_cli_on_a_built_version(tmp_path):
     report = json.loads(result.output)
     assert report["rows"] == 3 and report["agreement"] == pytest.approx(2 / 3)
     assert report["disagreements"][0]["answer"] == "one half"
-    result = CliRunner().invoke(filters_app, [*args, "--teacher", "scripted:judge"])
+    result = CliRunner().invoke(filters_app, [*args, "--teacher", "scripted-judge:judge"])
     assert result.exit_code == 0, result.output
     assert "agreement 66.7%" in result.output
     result = CliRunner().invoke(filters_app, args)
@@ -236,8 +236,8 @@ name: judged
 sources:
   - {type: tinyworld.math, count: 4, seed: 1}
 teachers:
-  reasoner: {backend: scripted, model: solver}
-  referee: {backend: scripted, model: judge}
+  reasoner: {backend: scripted-judge, model: solver}
+  referee: {backend: scripted-judge, model: judge}
 stages:
   - {type: filters.pass_rate, teacher: reasoner, samples: 4}
   - {type: generators.multi_sample, teacher: reasoner, samples_on: 4, temperature: 0.6}
