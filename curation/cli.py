@@ -235,6 +235,56 @@ def stats(
 
 
 @app.command()
+def report(
+    version: str,
+    out: Annotated[Path, typer.Option(help="HTML file to write.")] = Path("report.html"),
+    store: StoreOpt = None,
+) -> None:
+    """Write one self-contained HTML page with the blend's plots, funnel and teachers."""
+    from curation.report import write_report
+
+    the_store = _store(store)
+    path = write_report(the_store, _resolve(the_store, version), out)
+    console.print(f"wrote {path}")
+
+
+@app.command()
+def card(
+    version: str,
+    out: Annotated[Path | None, typer.Option(help="Write here instead of stdout.")] = None,
+    store: StoreOpt = None,
+) -> None:
+    """A Hugging Face dataset card (README.md) for a version."""
+    from curation.card import render_card
+
+    the_store = _store(store)
+    text = render_card(the_store, _resolve(the_store, version))
+    if out is None:
+        print(text)
+    else:
+        out.write_text(text, encoding="utf-8")
+        console.print(f"wrote {out}")
+
+
+@app.command()
+def export(
+    version: str,
+    out: Annotated[Path, typer.Option(help="New or empty folder to write.")],
+    format: Annotated[str, typer.Option(help="jsonl (public SFT layout) or hf.")] = "jsonl",
+    store: StoreOpt = None,
+) -> None:
+    """Export a version as public-layout jsonl or a `datasets` save_to_disk folder."""
+    from curation.export import ExportError, export_version
+
+    the_store = _store(store)
+    try:
+        path = export_version(the_store, _resolve(the_store, version), out, format)  # type: ignore[arg-type]
+    except ExportError as exc:
+        _fail(str(exc))
+    console.print(f"wrote {path}")
+
+
+@app.command()
 def stages() -> None:
     """List the registered source and stage types."""
     from curation.registry import STAGES, known_stages
