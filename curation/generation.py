@@ -22,6 +22,14 @@ class SamplingParams:
     top_p: float = 1.0
     max_tokens: int = 512
 
+    def __post_init__(self) -> None:
+        if not 0 <= self.temperature <= 5:
+            raise ValueError(f"temperature must be in [0, 5], got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.max_tokens < 1:
+            raise ValueError(f"max_tokens must be >= 1, got {self.max_tokens}")
+
     def as_dict(self) -> dict[str, float | int]:
         return {"temperature": self.temperature, "top_p": self.top_p, "max_tokens": self.max_tokens}
 

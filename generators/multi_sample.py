@@ -51,12 +51,7 @@ class MultiSample(Stage):
     def __post_init__(self) -> None:
         if self.samples_on < 0 or self.samples_off < 0 or self.samples_on + self.samples_off == 0:
             raise ValueError("samples_on and samples_off must be >= 0 and not both 0")
-        if not 0 <= self.temperature <= 5:
-            raise ValueError(f"temperature must be in [0, 5], got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.max_tokens < 1:
-            raise ValueError(f"max_tokens must be >= 1, got {self.max_tokens}")
+        self.sampling()  # SamplingParams checks the ranges
 
     def sampling(self) -> SamplingParams:
         return SamplingParams(self.temperature, self.top_p, self.max_tokens)

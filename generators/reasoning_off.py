@@ -99,12 +99,7 @@ class ReasoningOffPair(Stage):
             raise ValueError(f"samples must be >= 1, got {self.samples}")
         if self.samples > 1 and self.temperature == 0:
             raise ValueError("samples > 1 with temperature 0 gives identical answers; raise both")
-        if not 0 <= self.temperature <= 5:
-            raise ValueError(f"temperature must be in [0, 5], got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.max_tokens < 1:
-            raise ValueError(f"max_tokens must be >= 1, got {self.max_tokens}")
+        self.sampling()  # SamplingParams checks the ranges
 
     def sampling(self) -> SamplingParams:
         return SamplingParams(self.temperature, self.top_p, self.max_tokens)
