@@ -7,10 +7,15 @@ download and is the same on every machine; the column name says it is an estimat
 
 from __future__ import annotations
 
+import math
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from rich.console import Console
 from rich.table import Table
 
@@ -42,28 +47,132 @@ def blend_table(table: pa.Table) -> pl.DataFrame:
     """category x reasoning x generator -> rows, share of all rows, estimated output tokens.
 
     Columns: category, reasoning, generator, rows, share, output_tokens_est (total of the group),
-    mean_output_tokens_est. Sorted by the three keys; shares sum to 1 (empty table -> no rows).
+    mean_output_tokens_est. Sorted by the three keys (nulls first); shares sum to 1 (empty table ->
+    no rows).
+
+    The keys are few distinct strings in many rows, so they are grouped by their dictionary codes
+    (free when the column is read as a dictionary, see `stats_dict`) and counted with
+    `np.bincount`; character counts come from the Arrow offsets when the text is ASCII, which is
+    exact and skips a UTF-8 decode of every byte.
     """
     if table.num_rows == 0:
         return pl.DataFrame(schema=_BLEND_SCHEMA)
-    df = pl.from_arrow(table.select([*GROUP, "output"]))
-    assert isinstance(df, pl.DataFrame), "a pyarrow Table converts to a DataFrame"
-    tokens = (
-        pl.col("output").fill_null("").str.len_chars() + CHARS_PER_TOKEN - 1
-    ) // CHARS_PER_TOKEN
+    # The keys and the text are independent: numpy and Arrow release the GIL, so two threads.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        token_future = pool.submit(_tokens, table.column("output"))
+        keys = [_codes(table.column(name)) for name in GROUP]
+        sizes = [len(values) for _, values in keys]
+        combined = _combine([codes for codes, _ in keys], sizes)
+        tokens = token_future.result()
+    space = math.prod(sizes)
+    if space <= 1 << 24:  # a dense count over every possible key is cheaper than sorting
+        rows = np.bincount(combined, minlength=space)
+        token_sums = np.bincount(combined, weights=tokens, minlength=space)
+        groups = np.flatnonzero(rows)
+        rows, token_sums = rows[groups], token_sums[groups]
+    else:
+        groups, inverse = np.unique(combined, return_inverse=True)
+        rows = np.bincount(inverse)
+        token_sums = np.bincount(inverse, weights=tokens)
+    token_sums = token_sums.astype(np.int64)
+    labels: dict[str, list[str | None]] = {name: [] for name in GROUP}
+    for group in groups.tolist():
+        for name, (_, values), size in reversed(list(zip(GROUP, keys, sizes, strict=True))):
+            group, code = divmod(group, size)
+            labels[name].append(values[code])
     return (
-        df.with_columns(tokens.cast(pl.Int64).alias("tok"))
-        .group_by(GROUP)
-        .agg(
-            pl.len().cast(pl.Int64).alias("rows"),
-            pl.col("tok").sum().alias("output_tokens_est"),
-            pl.col("tok").mean().alias("mean_output_tokens_est"),
+        pl.DataFrame(
+            {
+                **labels,
+                "rows": rows,
+                "share": rows / rows.sum(),
+                "output_tokens_est": token_sums,
+                "mean_output_tokens_est": token_sums / rows,
+            }
         )
-        .with_columns((pl.col("rows") / pl.col("rows").sum()).alias("share"))
-        .select(list(_BLEND_SCHEMA))
         .cast(_BLEND_SCHEMA)
-        .sort(GROUP)
+        .sort(GROUP, nulls_last=False)
     )
+
+
+def _codes(column: pa.ChunkedArray) -> tuple[np.ndarray, list[str | None]]:
+    """Dictionary codes of a string column (null -> its own last code) and the decoded values."""
+    if not pa.types.is_dictionary(column.type):
+        column = pc.dictionary_encode(column)
+    array = (
+        column.unify_dictionaries().combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    )
+    values = array.dictionary.to_pylist()
+    indices = array.indices
+    if indices.null_count:
+        indices = indices.fill_null(len(values))
+        values.append(None)
+    return indices.to_numpy(), values
+
+
+def _combine(codes: list[np.ndarray], sizes: list[int]) -> np.ndarray:
+    """One integer per row for the tuple of codes (mixed radix), computed in place."""
+    dtype = np.int32 if math.prod(sizes) < 2**31 else np.int64
+    combined = codes[0].astype(dtype)
+    for column, size in zip(codes[1:], sizes[1:], strict=True):
+        np.multiply(combined, size, out=combined)
+        np.add(combined, column, out=combined, casting="unsafe")
+    return combined
+
+
+def _tokens(column: pa.ChunkedArray) -> np.ndarray:
+    """`ceil(characters / CHARS_PER_TOKEN)` per row; null text counts as empty."""
+    lengths = _char_lengths(column)
+    np.add(lengths, CHARS_PER_TOKEN - 1, out=lengths)
+    np.floor_divide(lengths, CHARS_PER_TOKEN, out=lengths)
+    return lengths
+
+
+def _char_lengths(column: pa.ChunkedArray) -> np.ndarray:
+    """Characters per row (null -> 0), exact: bytes minus UTF-8 continuation bytes per row."""
+    parts = []
+    for chunk in column.chunks:
+        if not (pa.types.is_string(chunk.type) or pa.types.is_large_string(chunk.type)):
+            chunk = chunk.cast(pa.large_string())  # e.g. string_view: offsets are needed
+        width = np.int32 if pa.types.is_string(chunk.type) else np.int64
+        offsets = np.frombuffer(chunk.buffers()[1], dtype=width)
+        offsets = offsets[chunk.offset : chunk.offset + len(chunk) + 1]
+        data = np.frombuffer(chunk.buffers()[2] or b"", dtype=np.uint8)
+        lengths = np.subtract(offsets[1:], offsets[:-1], dtype=np.int64)
+        lengths -= _continuation_bytes(data, offsets)
+        if chunk.null_count:
+            lengths[chunk.is_null().to_numpy(zero_copy_only=False)] = 0
+        parts.append(lengths)
+    return np.concatenate(parts) if len(parts) != 1 else parts[0]
+
+
+_SCAN_BYTES = 1 << 24  # text scanned per step: bounds the memory of the non-ASCII path
+
+
+def _continuation_bytes(data: np.ndarray, offsets: np.ndarray) -> np.ndarray | int:
+    """UTF-8 continuation bytes (0b10xxxxxx) of each row, block by block.
+
+    ASCII blocks cost one `max`; in others the positions of continuation bytes are found and
+    each row boundary counts those before it (`searchsorted`), so the work follows the non-ASCII
+    text, not the row count times the blocks.
+    """
+    before = carry = None  # continuation bytes before each offset; blocks wholly before it
+    for start in range(int(offsets[0]), int(offsets[-1]), _SCAN_BYTES):
+        stop = min(start + _SCAN_BYTES, int(offsets[-1]))
+        block = data[start:stop]
+        if block.max() < 0x80:
+            continue
+        if before is None:
+            before = np.zeros(len(offsets), dtype=np.int64)
+            carry = np.zeros(len(offsets) + 1, dtype=np.int64)
+        positions = np.flatnonzero((block & 0xC0) == 0x80) + start
+        first, last = np.searchsorted(offsets, [start, stop])  # offsets inside the block
+        before[first:last] += np.searchsorted(positions, offsets[first:last])
+        carry[last] += positions.size
+    if before is None:  # all ASCII: characters are bytes
+        return 0
+    before += np.cumsum(carry[:-1])
+    return np.diff(before)
 
 
 def funnel(manifest: dict, top: int = 3) -> pl.DataFrame:
@@ -96,13 +205,26 @@ def stats_dict(store: Store, ref: str) -> dict[str, Any]:
     totals = {s: 0 for s in SPLITS}
     for info in manifest.get("files", []):
         totals[info["split"]] = totals.get(info["split"], 0) + info["rows"]
-    blend = blend_table(store.read_table(f"{dataset}/{version}", "train"))
+    blend = blend_table(_blend_columns(store, f"{dataset}/{version}"))
     return {
         "ref": f"{dataset}/{version}",
         "totals": totals,
         "blend": blend.to_dicts(),
         "funnel": funnel(manifest).to_dicts(),
     }
+
+
+def _blend_columns(store: Store, ref: str) -> pa.Table:
+    """The train split's key columns as dictionaries (parquet stores them so) and `output`."""
+    tables = [
+        pq.read_table(path, columns=[*GROUP, "output"], read_dictionary=GROUP)
+        for path in store.split_paths(ref, "train")
+    ]
+    return (
+        pa.concat_tables(tables, promote_options="permissive")
+        if tables
+        else pa.table({name: pa.array([], pa.string()) for name in [*GROUP, "output"]})
+    )
 
 
 def render_stats(console: Console, stats: dict[str, Any]) -> None:

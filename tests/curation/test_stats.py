@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from rich.console import Console
 
@@ -92,6 +96,49 @@ def test_blend_table() -> None:
 def test_blend_table_empty() -> None:
     df = blend_table(to_table([]))
     assert df.height == 0 and "output_tokens_est" in df.columns
+
+
+def _reference_blend(table: pa.Table) -> pl.DataFrame:
+    """The blend table the plain way, to check the dictionary-code implementation against."""
+    df = pl.from_arrow(table.select(["category", "reasoning", "generator", "output"]))
+    tok = (pl.col("output").fill_null("").str.len_chars() + 3) // 4
+    return (
+        df.with_columns(tok.cast(pl.Int64).alias("tok"))
+        .group_by(["category", "reasoning", "generator"])
+        .agg(pl.len().alias("rows"), pl.col("tok").sum().alias("output_tokens_est"))
+        .sort(["category", "reasoning", "generator"], nulls_last=False)
+    )
+
+
+@pytest.mark.parametrize("scan_bytes", [7, 1 << 24])
+@pytest.mark.parametrize("dictionary", [False, True])
+def test_blend_table_matches_a_plain_group_by(
+    dictionary: bool, scan_bytes: int, monkeypatch
+) -> None:
+    """Nulls, non-ASCII text, several chunks and sliced arrays give the plain group-by's numbers."""
+    monkeypatch.setattr("curation.stats._SCAN_BYTES", scan_bytes)  # blocks that split characters
+    rng = random.Random(3)
+    texts = ["", "plain ascii", "déjà vu ≤ 3", "數學 推理", None, "x" * 17]
+    chunks = []
+    for size in (40, 1, 57):
+        columns = {
+            "category": [rng.choice(["math", "code", None]) for _ in range(size + 3)],
+            "reasoning": [rng.choice(["on", "off"]) for _ in range(size + 3)],
+            "generator": [rng.choice(["R1", "Qwen", "", None]) for _ in range(size + 3)],
+            "output": [rng.choice(texts) for _ in range(size + 3)],
+        }
+        chunks.append(pa.table(columns).slice(2, size))
+    ascii_only = pa.table(
+        {**{k: ["math"] for k in ("category", "reasoning", "generator")}, "output": ["abcd e"]}
+    )
+    table = pa.concat_tables([*chunks, ascii_only])
+    if dictionary:
+        for name in ("category", "reasoning", "generator"):
+            index = table.schema.get_field_index(name)
+            table = table.set_column(index, name, pc.dictionary_encode(table.column(name)))
+    got = blend_table(table).select(_reference_blend(table).columns)
+    assert got.to_dicts() == _reference_blend(table).to_dicts()
+    assert blend_table(table)["rows"].sum() == table.num_rows
 
 
 def test_funnel() -> None:
