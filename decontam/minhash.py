@@ -35,7 +35,7 @@ EMPTY = np.uint32(0xFFFFFFFF)  # every slot of an empty document's signature
 
 def shingles(texts: Sequence[str], k: int, mode: Mode) -> tuple[np.ndarray, np.ndarray]:
     """(hashes, offsets) of word k-shingles; a text shorter than k words is one shingle."""
-    tokens, offsets = token_hashes([normalize(t, mode) for t in texts])
+    tokens, offsets = token_hashes([normalize(t, mode, collapse=False) for t in texts])
     return ngram_hashes(tokens, offsets, k, short_rows=True)
 
 

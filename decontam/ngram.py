@@ -41,7 +41,7 @@ _PLACEHOLDER_HASH = int(token_hashes([PLACEHOLDER])[0][0])
 def row_ngrams(texts: Sequence[str], n: int, mode: Mode) -> tuple[np.ndarray, np.ndarray]:
     """(hashes, offsets) of the n-grams of normalised texts; in `code` mode an n-gram needs at
     least half its tokens to be something other than a renamed identifier."""
-    tokens, offsets = token_hashes([normalize(t, mode) for t in texts])
+    tokens, offsets = token_hashes([normalize(t, mode, collapse=False) for t in texts])
     if mode == "code":
         informative = tokens != np.uint64(_PLACEHOLDER_HASH)
         return ngram_hashes(tokens, offsets, n, informative=informative, min_informative=n // 2)

@@ -51,15 +51,23 @@ _NAME = re.compile(r"[^\W\d]\w*")
 _ASCII_PUNCT = str.maketrans(
     {c: " " for c in map(chr, range(128)) if not c.isalnum() and not c.isspace()}
 )
+# ...and whitespace too: what hashing callers use, who split on runs of spaces themselves
+_ASCII_SEPARATORS = str.maketrans({c: " " for c in map(chr, range(128)) if not c.isalnum()})
 
 
-def normalize(text: str, mode: Mode = "text") -> str:
-    """`text` as space-separated tokens in the given mode (see the module docstring)."""
+def normalize(text: str, mode: Mode = "text", collapse: bool = True) -> str:
+    """`text` as space-separated tokens in the given mode (see the module docstring).
+
+    `collapse=False` may leave runs of spaces (and leading or trailing ones) between the same
+    tokens, which saves a split and a join for callers that tokenise on whitespace runs.
+    """
     if not text.isascii():  # NFKC leaves ASCII unchanged; skipping it is most of the speed
         text = unicodedata.normalize("NFKC", text)
     if mode == "text":
         text = text.lower()
         if text.isascii():
+            if not collapse:
+                return text.translate(_ASCII_SEPARATORS)
             return " ".join(text.translate(_ASCII_PUNCT).split())
         return " ".join(_PUNCT.sub(" ", text).split())
     if mode == "code":

@@ -89,6 +89,23 @@ def test_hashes_match_a_set_of_tuples(humaneval):
     assert got == expected
 
 
+def test_uncollapsed_text_hashes_like_the_normal_form():
+    """`collapse=False` keeps runs of spaces, yet gives the tokens and hashes of the normal form."""
+    texts = [
+        "  Leading, trailing\tand\n\ninner   runs!  ",
+        "",
+        "   ",
+        "snake_case x\x1cy \x01 (a+b)",
+        "Déjà vu: NFKC ﬁ ligature",
+        "one",
+    ]
+    hashes, offsets = token_hashes([normalize(t) for t in texts])
+    fast, fast_offsets = token_hashes([normalize(t, collapse=False) for t in texts])
+    assert offsets.tolist() == fast_offsets.tolist() == [0, 5, 5, 5, 11, 16, 17]
+    assert hashes.tolist() == fast.tolist()
+    assert token_hashes(["a b", "b a"])[0].tolist()[:2] == token_hashes(["b a"])[0].tolist()[::-1]
+
+
 def test_stage_process_records_and_cache(humaneval, tmp_path):
     stage = stage_class("decontam.ngram")(benchmarks=["humaneval"], n=13)
     assert isinstance(stage, NgramDecontam)
