@@ -161,6 +161,7 @@ def build_teacher(
         dataset_num_proc=None,
         disable_tqdm=True,
         activation_checkpointing=False,  # trl turns it on; at this size it only costs time
+        bf16=False,  # trl defaults to bf16 autocast; float32 is faster for tiny CPU models
     )
     trainer = SFTTrainer(
         model=model,
