@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import time
 from pathlib import Path
 from typing import Annotated
@@ -31,7 +32,8 @@ SetOpt = Annotated[
 
 
 def _fail(message: str, code: int = 2) -> None:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    # soft_wrap: a long error stays one line, so logs and greps see file, line and field together
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -41,12 +43,16 @@ def _store(store: str | None):
     return Store.from_option(store)
 
 
-def _load(recipe: Path, overrides: list[str] | None, shards: int | None):
+def _load(
+    recipe: Path, overrides: list[str] | None, shards: int | None, on_error: str | None = None
+):
     from curation.recipe import RecipeError, load_recipe
 
     overrides = list(overrides or [])
     if shards is not None:
         overrides.append(f"shards={shards}")
+    if on_error is not None:
+        overrides.append(f"on_error={on_error}")
     try:
         return load_recipe(recipe, overrides)
     except RecipeError as exc:
@@ -82,32 +88,73 @@ def build(
         typer.Option(help="Request cache (default: $THINKMIX_CACHE, else STORE/.cache)."),
     ] = None,
     workers: Annotated[int | None, typer.Option(help="Processes for CPU-bound filters.")] = None,
+    on_error: Annotated[
+        str | None,
+        typer.Option(
+            "--on-error",
+            help="Bad input rows: fail (stop at the first, naming file, line and field) or skip "
+            "(keep them in the version's quarantine split with their reason).",
+            show_default="the recipe's on_error, else fail",
+        ),
+    ] = None,
     stats: Annotated[bool, typer.Option(help="Print the stats table when done.")] = True,
+    executor: Annotated[
+        str, typer.Option(help="Where shards run: local (this process) or ray (a task each).")
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(
+            help="--executor ray: a cluster to join (auto, ray://HOST:10001).",
+            show_default="a local Ray",
+        ),
+    ] = None,
+    task_cpus: Annotated[
+        float | None,
+        typer.Option(
+            help="--executor ray: CPUs reserved per shard task.",
+            show_default="1; 0 with a ray (ray.data.llm) teacher",
+        ),
+    ] = None,
 ) -> None:
-    """Build a recipe into a new immutable version; prints the version id last."""
+    """Build a recipe into a new immutable version; prints the version id last.
+
+    With `--executor ray` each unfinished shard is a Ray task; the store and the request cache
+    must then be on a filesystem every Ray node shares (docs/cluster.md).
+    """
+    from rich.markup import escape
+
     from curation.cache import RequestCache
     from curation.context import default_workers
+    from curation.executors import ExecutorError, make_executor
     from curation.progress import BuildProgress
     from curation.runner import Builder, BuildError
     from curation.sources import SourceError
     from curation.stats import render_stats, stats_dict
     from curation.store import StoreError
 
-    loaded = _load(recipe, set_, shards)
+    loaded = _load(recipe, set_, shards, on_error)
+    try:
+        runner = make_executor(executor, address=address, task_cpus=task_cpus)
+    except ExecutorError as exc:
+        _fail(escape(str(exc)))  # the install hint's [ray] is not rich markup
     the_store = _store(store)
     cache_path = cache or Path(
         os.environ.get("THINKMIX_CACHE") or the_store.root / ".cache" / "requests.sqlite"
     )
-    request_cache = RequestCache(cache_path)
+    try:
+        request_cache = RequestCache(cache_path)
+    except (OSError, sqlite3.Error) as exc:
+        _fail(escape(f"request cache {cache_path}: {exc}; give a writable path with --cache"))
     started = time.perf_counter()
     with BuildProgress(console, loaded.recipe.shards) as progress:
         try:
             builder = Builder(
-                loaded, the_store, request_cache, progress, workers or default_workers()
+                loaded, the_store, request_cache, progress, workers or default_workers(), runner
             )
             result = builder.build(shard)
-        except (BuildError, SourceError, StoreError) as exc:
-            _fail(str(exc))
+        except (BuildError, ExecutorError, SourceError, StoreError) as exc:
+            # A shard that failed on Ray carries a note saying which shards to redo.
+            _fail(escape("\n".join([str(exc), *getattr(exc, "__notes__", ())])))
         finally:
             request_cache.close()
     seconds = time.perf_counter() - started

@@ -11,7 +11,7 @@ import asyncio
 import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, TypeVar
@@ -48,14 +48,25 @@ class CachedTeacher:
         self.chunk_size = max(1, int(getattr(backend, "batch_size", 16)))  # one commit per batch
 
     async def generate(self, requests: list[GenerationRequest]) -> list[GenerationResponse]:
+        """One response per request, in order; each distinct request reaches the backend once.
+
+        A request equal to an earlier one in the same call (same key) gets that one's response,
+        counted as cached: it is what the cache would answer on a rerun, so a build and its
+        resumed rerun write the same rows.
+        """
         keys = [r.key(self.backend.name, self.identity) for r in requests]
         hits = self.cache.get_many(keys)
         out: list[GenerationResponse | None] = [None] * len(requests)
-        misses = []
+        misses: list[int] = []
+        first: dict[str, int] = {}  # key -> index of the miss that asks for it
+        repeats: list[tuple[int, int]] = []  # (index, index of the first equal request)
         for i, key in enumerate(keys):
             if key in hits:
                 out[i] = GenerationResponse(**hits[key], cached=True)
+            elif key in first:
+                repeats.append((i, first[key]))
             else:
+                first[key] = i
                 misses.append(i)
         self._on_progress(0, 0, len(requests))
         self._count(out, [i for i in range(len(requests)) if out[i] is not None])
@@ -75,6 +86,9 @@ class CachedTeacher:
         # in-process model serialises them; either way one slow chunk does not hold the others.
         chunks = [misses[s : s + self.chunk_size] for s in range(0, len(misses), self.chunk_size)]
         await asyncio.gather(*(run(chunk) for chunk in chunks))
+        for i, j in repeats:
+            out[i] = replace(out[j], cached=True)  # type: ignore[arg-type]
+        self._count(out, [i for i, _ in repeats])
         return out  # type: ignore[return-value]
 
     def _count(self, out: list[GenerationResponse | None], indices: list[int]) -> None:
@@ -106,6 +120,10 @@ class RunContext:
     store: Any = None  # the curation.store.Store being built into (sources read parents from it)
     teachers: dict[str, CachedTeacher] = field(default_factory=dict)
     workers: int = 1
+    # The recipe's `on_error`: "fail" raises on a bad input row; "skip" makes sources append
+    # {where, reason, raw} entries to `quarantine`, which the runner writes into the version.
+    on_error: str = "fail"
+    quarantine: list[dict[str, Any]] = field(default_factory=list)
     _pool: ProcessPoolExecutor | None = None
 
     def teacher(self, name: str) -> CachedTeacher:

@@ -96,13 +96,18 @@ def _io_pairs(row: dict, where: str) -> list[dict[str, str]]:
     if isinstance(spec, list):
         pairs = spec
     elif isinstance(spec, dict) and "inputs" in spec:
-        pairs = [
-            {"input": i, "output": o} for i, o in zip(spec["inputs"], spec["outputs"], strict=False)
-        ]
+        inputs, outputs = spec["inputs"], spec.get("outputs")
+        if not isinstance(inputs, list) or not isinstance(outputs, list):
+            raise SourceError(f"{where}: input_output: expected lists 'inputs' and 'outputs'")
+        pairs = [{"input": i, "output": o} for i, o in zip(inputs, outputs, strict=False)]
     else:  # CodeContests: public_tests / private_tests / generated_tests as {input: [], output: []}
         pairs = []
         for key in ("public_tests", "private_tests", "generated_tests"):
             block = row.get(key) or {}
+            if not isinstance(block, dict) or not all(
+                isinstance(block.get(k, []), list) for k in ("input", "output")
+            ):
+                raise SourceError(f"{where}: {key}: expected {{input: [...], output: [...]}}")
             pairs += [
                 {"input": i, "output": o}
                 for i, o in zip(block.get("input", []), block.get("output", []), strict=False)
@@ -195,10 +200,15 @@ def conversation(row: dict, where: str, opts: LayoutOptions) -> Record:
     return _record(opts, row, where, turns[: last_user + 1], category=opts.category or "chat")
 
 
+# Imported here, not at the top: chat_layouts builds on the helpers above.
+from curation.chat_layouts import safety, tool_calling  # noqa: E402
+
 LAYOUTS: dict[str, Callable[[dict, str, LayoutOptions], Record]] = {
     "problem": problem,
     "nemotron": nemotron,
     "code_task": code_task,
     "mcq": mcq,
     "conversation": conversation,
+    "safety": safety,
+    "tool_calling": tool_calling,
 }

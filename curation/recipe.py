@@ -3,7 +3,9 @@
 A recipe names its sources, its teachers and an ordered list of stages (DESIGN §3). Stage and
 source parameters are validated against the registered class's dataclass fields, so a typo is
 caught by `thinkmix validate` before the first model call. `--set a.b=value` overrides any field;
-the overrides are part of the recipe's hash and its manifest.
+the overrides are part of the recipe's hash and its manifest. Paths in stage parameters must stay
+inside the recipe's folder unless given with `--set` or allowed by $THINKMIX_ALLOWED_PATHS
+(`curation.paths`); anything that looks like a secret in a teacher is refused.
 """
 
 from __future__ import annotations
@@ -13,19 +15,26 @@ import difflib
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pydantic
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from curation import __version__
+from curation.paths import PathRuleError, confine_param
 from curation.record import stable_hash
-from curation.registry import backend_class, stage_class
+from curation.registry import backend_class, known_stages, stage_class
 from curation.stage import Source, Stage
 
 Loc = tuple[str | int, ...]
-_SECRET_KEYS = re.compile(r"(api_key|token|secret|password)$", re.IGNORECASE)
+# `token` alone or as an auth token (`hf_token`, `access_token`), not `eos_token`/`pad_token`
+_SECRET_KEYS = re.compile(
+    r"(api_?key|(^|access_|auth_|bearer_|hf_|api_)token|secret|password|authorization|"
+    r"credentials?)$",
+    re.IGNORECASE,
+)
+_URL_USERINFO = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@]*@", re.IGNORECASE)
 
 
 class RecipeError(ValueError):
@@ -61,9 +70,15 @@ class Recipe(BaseModel):
     stages: list[StepSpec] = []
     shards: int = Field(default=4, ge=1, le=100_000)
     seed: int = 0
+    # What a source does with a bad input row: fail the build (naming file:line: field) or
+    # skip it into the version's quarantine with its reason. `--set on_error=skip`.
+    on_error: Literal["fail", "skip"] = "fail"
 
     def canonical(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
+        data = self.model_dump(mode="json")
+        if data["on_error"] == "fail":  # the default is left out: older versions keep their ids
+            del data["on_error"]
+        return data
 
     def hash(self) -> str:
         return stable_hash(self.canonical(), __version__, length=32)
@@ -125,6 +140,15 @@ class _Locator:
     def error(self, loc: Loc, message: str) -> RecipeError:
         return RecipeError(f"{self.where(loc)}: {_format_loc(loc)}: {message}")
 
+    def explicit(self, loc: Loc) -> bool:
+        """Whether the value at `loc` was given on the command line (`--set`)."""
+        return any(loc[: len(o)] == o for o in self.overrides)
+
+
+def _did_you_mean(word: str, known: list[str]) -> str:
+    hint = difflib.get_close_matches(word, known, n=1)
+    return f"; did you mean {hint[0]!r}?" if hint else ""
+
 
 def _describe(error: dict[str, Any]) -> str:
     expected = {
@@ -151,10 +175,17 @@ def _describe(error: dict[str, Any]) -> str:
     return error["msg"]
 
 
-def _raise_validation(locator: _Locator, prefix: Loc, exc: pydantic.ValidationError) -> None:
-    messages = [
-        str(locator.error(prefix + tuple(err["loc"]), _describe(err))) for err in exc.errors()
-    ]
+def _raise_validation(
+    locator: _Locator, prefix: Loc, exc: pydantic.ValidationError, known: list[str] | None = None
+) -> None:
+    """One line per error; `known` fields give an unknown top-level key a suggestion."""
+    messages = []
+    for err in exc.errors():
+        loc, message = prefix + tuple(err["loc"]), _describe(err)
+        if err["type"] == "extra_forbidden" and known and len(err["loc"]) == 1:
+            suggestion = _did_you_mean(str(err["loc"][0]), known)
+            message += f"{suggestion} (known: {', '.join(known)})"
+        messages.append(str(locator.error(loc, message)))
     raise RecipeError("\n".join(messages))
 
 
@@ -193,8 +224,13 @@ def _apply_override(data: dict[str, Any], loc: Loc, value: Any, text: str) -> No
 def _instantiate(locator: _Locator, loc: Loc, spec: StepSpec, base: type) -> Any:
     try:
         cls = stage_class(spec.type)
-    except KeyError as exc:
-        raise locator.error(loc + ("type",), str(exc.args[0])) from None
+    except KeyError:
+        names = known_stages()
+        raise locator.error(
+            loc + ("type",),
+            f"unknown stage type {spec.type!r}{_did_you_mean(spec.type, names)} "
+            f"(known: {', '.join(names)})",
+        ) from None
     if not issubclass(cls, base):
         kind = "a source" if base is Source else "a stage"
         raise locator.error(loc + ("type",), f"{spec.type!r} is not {kind}")
@@ -202,12 +238,20 @@ def _instantiate(locator: _Locator, loc: Loc, spec: StepSpec, base: type) -> Any
     known = [f.name for f in dataclasses.fields(cls)] if dataclasses.is_dataclass(cls) else []
     for key in params:
         if key not in known:
-            hint = difflib.get_close_matches(key, known, n=1)
-            suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
             raise locator.error(
                 loc + (key,),
-                f"unknown parameter for {spec.type}{suggestion} (known: {', '.join(known) or 'none'})",
+                f"unknown parameter for {spec.type}{_did_you_mean(key, known)} "
+                f"(known: {', '.join(known) or 'none'})",
             )
+    # Paths go to the stage checked, absolute and resolved (curation.paths); the recipe itself,
+    # and so its hash, keeps them as written.
+    for key, value in params.items():
+        try:
+            params[key] = confine_param(
+                key, value, locator.path.parent, locator.explicit(loc + (key,))
+            )
+        except PathRuleError as exc:
+            raise locator.error(loc + (key,), str(exc)) from None
     try:
         return pydantic.TypeAdapter(cls).validate_python(params)
     except pydantic.ValidationError as exc:
@@ -237,21 +281,34 @@ def _check_teachers(locator: _Locator, recipe: Recipe, stages: list[Stage]) -> N
             backend_class(teacher.backend)
         except KeyError as exc:
             raise locator.error(("teachers", name, "backend"), str(exc.args[0])) from None
-        for key, value in (teacher.model_extra or {}).items():
-            if _SECRET_KEYS.search(key) and value:
+        for loc, key, value in _walk(("teachers", name), teacher.model_extra or {}):
+            secret = _SECRET_KEYS.search(str(key)) and value
+            if secret or (isinstance(value, str) and _URL_USERINFO.search(value)):
                 raise locator.error(
-                    ("teachers", name, key),
-                    "secrets never go in a recipe; put the key in an environment variable "
-                    "and name it with api_key_env",
+                    loc,
+                    "secrets never go in a recipe (they would be copied into every manifest); "
+                    "put the key in an environment variable and name it with api_key_env",
                 )
     for i, stage in enumerate(stages):
         for field_name in stage.teacher_fields:
             wanted = getattr(stage, field_name)
             if wanted not in recipe.teachers:
-                known = ", ".join(recipe.teachers) or "none defined"
+                names = list(recipe.teachers)
                 raise locator.error(
-                    ("stages", i, field_name), f"unknown teacher {wanted!r} (teachers: {known})"
+                    ("stages", i, field_name),
+                    f"unknown teacher {wanted!r}{_did_you_mean(str(wanted), names)} "
+                    f"(teachers: {', '.join(names) or 'none defined'})",
                 )
+
+
+def _walk(loc: Loc, mapping: dict[str, Any]) -> list[tuple[Loc, str, Any]]:
+    """(loc, key, value) of every entry of a nested mapping, so nested secrets are found too."""
+    found = []
+    for key, value in mapping.items():
+        found.append((loc + (key,), key, value))
+        if isinstance(value, dict):
+            found += _walk(loc + (key,), value)
+    return found
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> LoadedRecipe:
@@ -284,7 +341,7 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> LoadedR
     try:
         recipe = Recipe.model_validate(data)
     except pydantic.ValidationError as exc:
-        _raise_validation(locator, (), exc)
+        _raise_validation(locator, (), exc, list(Recipe.model_fields))
     sources = [
         _instantiate(locator, ("sources", i), s, Source) for i, s in enumerate(recipe.sources)
     ]

@@ -1,16 +1,22 @@
-"""The local runner: sources -> shards -> stages -> a versioned, immutable dataset.
+"""The runner: sources -> shards -> stages -> a versioned, immutable dataset.
 
 Rows go to shards by a stable hash of their id, so shard membership never depends on input order
 or machine. Each shard runs through every stage and is written to the staging area of its
 version; a killed build skips the shards already written and asks the request cache before any
 model, so it repeats no finished work. When every shard is written, the manifest is written and
 the version appears in the store in one atomic rename.
+
+Where the unfinished shards run is the executor's business (`curation/executors/`: in this
+process, or one Ray task per shard); the version, the skipping, the manifest and the commit stay
+here, so every executor gives the same version.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
+import socket
 import subprocess
 import time
 from collections import Counter
@@ -20,13 +26,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+
 from curation import __version__
 from curation.cache import RequestCache
 from curation.context import CachedTeacher, RunContext
+from curation.executors import BuildSpec, Executor, Usage
+from curation.executors.local import LocalExecutor
 from curation.progress import BuildProgress
-from curation.recipe import LoadedRecipe
+from curation.recipe import LoadedRecipe, load_recipe
 from curation.record import Record, stable_hash
 from curation.registry import make_backend
+from curation.sources import quarantine_tag, write_quarantine
 from curation.store import Staging, Store
 
 SPLITS = ("train", "rejected", "failed")
@@ -63,10 +74,13 @@ class Builder:
         cache: RequestCache,
         progress: BuildProgress,
         workers: int = 1,
+        executor: Executor | None = None,
     ):
+        """`executor` runs the unfinished shards (default: the local one, in this process)."""
         self.loaded, self.store, self.cache, self.progress = loaded, store, cache, progress
         self.recipe = loaded.recipe
         self.dataset, self.workers = self.recipe.name, workers
+        self.executor = executor or LocalExecutor()
         probe = RunContext(self.dataset, "", self.recipe.seed, self._base_dir(), store=store)
         self.parents = sorted({p for s in loaded.sources for p in s.parents(probe)})
         # A version is a content address: the recipe, the code and the exact parent versions.
@@ -83,19 +97,51 @@ class Builder:
             raise ValueError(
                 f"--shard {only_shard}: the recipe has shards 0..{self.recipe.shards - 1}"
             )
-        if self.store.exists(self.dataset, self.version):
-            if only_shard is None:
-                manifest = self.store.manifest(f"{self.dataset}/{self.version}")
-                return BuildResult(self.dataset, self.version, "up_to_date", manifest=manifest)
-            return asyncio.run(self._recheck(only_shard))
-        return asyncio.run(self._build(only_shard))
+        try:
+            if self.store.exists(self.dataset, self.version):
+                if only_shard is None:
+                    manifest = self.store.manifest(f"{self.dataset}/{self.version}")
+                    return BuildResult(self.dataset, self.version, "up_to_date", manifest=manifest)
+                return asyncio.run(self._recheck(only_shard))
+            return self._build(only_shard)
+        except OSError as exc:  # a full disk, a read-only store: one line, not a traceback
+            raise BuildError(_os_error_message(exc, self.store.root)) from exc
 
-    # ------------------------------------------------------------------ internals
+    # ------------------------------------------------------------------ for executors
 
-    def _base_dir(self) -> Path:
-        return self.loaded.path.parent.resolve()
+    def spec(self) -> BuildSpec:
+        """How another process (a Ray task) rebuilds this build; see `Builder.from_spec`."""
+        return BuildSpec(
+            recipe_path=self.loaded.path.resolve(),
+            overrides=tuple(self.loaded.overrides),
+            store_root=self.store.root.resolve(),
+            cache_path=self.cache.path.resolve(),
+            workers=self.workers,
+            version=self.version,
+        )
 
-    def _context(self) -> RunContext:
+    @classmethod
+    def from_spec(cls, spec: BuildSpec, progress: BuildProgress | None = None) -> Builder:
+        """The build `spec` describes, with its own request cache (the caller closes it).
+
+        Progress goes to stderr as log lines unless given. Raises BuildError when the version
+        comes out different from the driver's: this process runs other code or another recipe.
+        """
+        loaded = load_recipe(spec.recipe_path, list(spec.overrides))
+        progress = progress or BuildProgress(Console(stderr=True), loaded.recipe.shards)
+        cache = RequestCache(spec.cache_path)
+        builder = cls(loaded, Store(spec.store_root), cache, progress, spec.workers)
+        if builder.version != spec.version:
+            cache.close()
+            raise BuildError(
+                f"{spec.recipe_path} gives version {builder.version} on "
+                f"{socket.gethostname()} but {spec.version} on the driver: every node must run "
+                "the same thinkmix code and read the same recipe file"
+            )
+        return builder
+
+    def open_context(self) -> RunContext:
+        """A run context with every recipe teacher behind the request cache; close it after."""
         ctx = RunContext(
             dataset=self.dataset,
             version=self.version,
@@ -103,35 +149,42 @@ class Builder:
             base_dir=self._base_dir(),
             store=self.store,
             workers=self.workers,
+            on_error=self.recipe.on_error,
         )
         for name, spec in self.recipe.teachers.items():
             backend = make_backend(spec.backend, model=spec.model, **(spec.model_extra or {}))
             ctx.teachers[name] = CachedTeacher(name, backend, self.cache, self.progress.requests)
         return ctx
 
-    async def _build(self, only_shard: int | None) -> BuildResult:
+    async def run_shard(self, ctx: RunContext, staging: Staging, shard: int) -> list[dict]:
+        """Run shard `shard` through every stage into `staging` and mark it done."""
+        return await self._run_shard(ctx, staging, shard)
+
+    @staticmethod
+    def usage(ctx: RunContext) -> Usage:
+        """Per-teacher usage of what `ctx` answered (new, cached, failed requests; tokens)."""
+        return {name: t.usage.as_dict() for name, t in ctx.teachers.items()}
+
+    # ------------------------------------------------------------------ internals
+
+    def _base_dir(self) -> Path:
+        return self.loaded.path.parent.resolve()
+
+    def _build(self, only_shard: int | None) -> BuildResult:
         staging = self.store.staging(self.dataset, self.version)
         wanted = [only_shard] if only_shard is not None else list(range(self.recipe.shards))
-        ctx: RunContext | None = None
-        built = []
-        try:
-            for k in wanted:
-                if staging.shard_done(k):
-                    self.progress.shard_skipped(k)
-                    continue
-                ctx = ctx or self._context()
-                await self._run_shard(ctx, staging, k)
-                built.append(k)
-                self.progress.shard_done(k)
-        finally:
-            if ctx is not None:
-                ctx.close()
-        usage = {n: t.usage.as_dict() for n, t in ctx.teachers.items()} if ctx else {}
+        todo = []
+        for k in wanted:
+            if staging.shard_done(k):
+                self.progress.shard_skipped(k)
+            else:
+                todo.append(k)
+        usage = self.executor.run(self, staging, todo)
         if not all(staging.shard_done(k) for k in range(self.recipe.shards)):
-            return BuildResult(self.dataset, self.version, "partial", built, usage)
+            return BuildResult(self.dataset, self.version, "partial", todo, usage)
         manifest = self._manifest(staging)
         staging.commit(manifest)
-        return BuildResult(self.dataset, self.version, "built", built, usage, manifest)
+        return BuildResult(self.dataset, self.version, "built", todo, usage, manifest)
 
     async def _recheck(self, shard: int) -> BuildResult:
         """Rebuild one shard of an existing version and compare it with what the store holds."""
@@ -141,7 +194,7 @@ class Builder:
             if f["shard"] == shard
         }
         staging = self.store.staging(self.dataset, f"{self.version}.recheck")
-        ctx = self._context()
+        ctx = self.open_context()
         try:
             files = await self._run_shard(ctx, staging, shard)
         finally:
@@ -152,7 +205,7 @@ class Builder:
             for f in files
             if stored.get(f["path"]) != f["sha256"]
         ]
-        usage = {n: t.usage.as_dict() for n, t in ctx.teachers.items()}
+        usage = self.usage(ctx)
         status = "differs" if mismatches else "reproduced"
         return BuildResult(self.dataset, self.version, status, [shard], usage, None, mismatches)
 
@@ -166,6 +219,7 @@ class Builder:
         splits: dict[str, list[Record]] = {name: [] for name in SPLITS}
         usage_before = {name: t.usage.as_dict() for name, t in ctx.teachers.items()}
         records, seen = [], set()
+        ctx.quarantine.clear()  # every shard reads every source: keep only this shard's bad rows
         for record in self._read_shard(ctx, shard):
             if record.id in seen:
                 record.stage, record.reason = "source", "duplicate_id"
@@ -208,8 +262,18 @@ class Builder:
             for row in rows:
                 row.version = row.version or self.version  # imported rows keep their own
             files.append(staging.write_shard(name, shard, rows))
+        bad = [q for q in ctx.quarantine if shard_of(q["where"], self.recipe.shards) == shard]
+        if bad:  # on_error: skip; no file (and the same bytes as before) when nothing was bad
+            files.append(write_quarantine(staging, shard, bad))
+        quarantined = dict(Counter(quarantine_tag(q["reason"]) for q in bad).most_common())
         staging.mark_done(
-            shard, files, {"stages": counts, "usage": _usage_delta(ctx, usage_before)}
+            shard,
+            files,
+            {
+                "stages": counts,
+                "usage": _usage_delta(ctx, usage_before),
+                "quarantined": quarantined,
+            },
         )
         return files
 
@@ -259,6 +323,9 @@ class Builder:
         for info in infos:
             for f in info["files"]:
                 splits[f["split"]] += f["rows"]
+        quarantined = Counter()
+        for info in infos:
+            quarantined.update(info["extra"].get("quarantined", {}))
         return {
             "dataset": self.dataset,
             "version": self.version,
@@ -279,7 +346,16 @@ class Builder:
             "shards": self.recipe.shards,
             "stages": stages,
             "usage": {name: self._with_cost(name, dict(values)) for name, values in usage.items()},
-            "splits": {name: splits.get(name, 0) for name in SPLITS},
+            # `quarantine` (bad input rows kept under on_error: skip) only when there are some
+            "splits": {
+                name: splits[name]
+                for name in (*SPLITS, "quarantine")
+                if name in SPLITS or splits[name]
+            },
+            "quarantined": {
+                "rows": splits["quarantine"],
+                "reasons": dict(quarantined.most_common()),
+            },
         }
 
 
@@ -314,6 +390,25 @@ def _usage_delta(ctx: RunContext, before: dict[str, dict[str, int]]) -> dict[str
         name: {k: t.usage.as_dict()[k] - before[name][k] for k in _USAGE_TOTALS}
         for name, t in ctx.teachers.items()
     }
+
+
+def _os_error_message(exc: OSError, store_root: Path) -> str:
+    """`PATH: cause (ENOSPC); ...` for a file the build could not read or write.
+
+    A failed flush carries no file name; the store's root is named then.
+    """
+    code = errno.errorcode.get(exc.errno or 0, "no errno")
+    hint = {
+        errno.ENOSPC: "free some space",
+        errno.EDQUOT: "free some space",
+        errno.EROFS: "use a writable store (--store DIR)",
+        errno.EACCES: "make the store writable or use another (--store DIR)",
+        errno.EPERM: "make the store writable or use another (--store DIR)",
+    }.get(exc.errno or 0, "fix the cause")
+    return (
+        f"{exc.filename or store_root}: {exc.strerror or exc} ({code}); no version was "
+        f"published: {hint} and build again (finished shards are kept)"
+    )
 
 
 def _code_revision() -> str:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 from collections import Counter
 from dataclasses import dataclass
@@ -91,15 +92,22 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+_REF_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # a dataset or version name, never a path
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write `data` to `path` so a reader (or a killed writer) sees the old file or the new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # e.g. a full disk: do not leave the partial file taking space
+        tmp.unlink(missing_ok=True)
+        raise
     _fsync_dir(path.parent)
 
 
@@ -209,9 +217,10 @@ class Staging:
             if path.is_file():
                 path.chmod(0o444)
         final.parent.mkdir(parents=True, exist_ok=True)
-        os.rename(self.data_dir, final)
+        os.rename(self.data_dir, final)  # the version appears here, complete
         _fsync_dir(final.parent)
-        shutil.rmtree(self.root)
+        # Only markers are left; another process's `Store.exists` may be removing them too.
+        shutil.rmtree(self.root, ignore_errors=True)
         return final
 
     def discard(self) -> None:
@@ -260,13 +269,21 @@ class Store:
             if not value or "/" in value or value.startswith("."):
                 raise StoreError(f"bad {name} name {value!r}: no '/', no leading '.', not empty")
         if self.exists(dataset, version):
-            # A commit killed after its rename leaves its markers behind; they are not needed.
-            shutil.rmtree(self.root / STAGING / dataset / version, ignore_errors=True)
             raise VersionExistsError(f"{dataset}/{version} already exists; versions are immutable")
         return Staging(self, dataset, version)
 
     def exists(self, dataset: str, version: str) -> bool:
-        return (self.root / dataset / version / MANIFEST).is_file()
+        """True when the version is committed (its directory holds its manifest).
+
+        A commit killed between its rename and its clean-up leaves the staging area behind
+        (shard markers only); the first `exists` that sees the version committed removes it.
+        """
+        if not (self.root / dataset / version / MANIFEST).is_file():
+            return False
+        leftover = self.root / STAGING / dataset / version
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+        return True
 
     def datasets(self) -> list[str]:
         if not self.root.is_dir():
@@ -299,6 +316,11 @@ class Store:
         """`dataset/version`, a version id unique across datasets, or a dataset (its newest)."""
         if "/" in ref:
             dataset, version = ref.split("/", 1)
+            if not all(_REF_PART.fullmatch(part) for part in (dataset, version)):
+                raise StoreError(
+                    f"{ref!r} is not a version reference: say DATASET/VERSION with names of "
+                    "letters, digits, '.', '_' and '-' (no path)"
+                )
             if self.exists(dataset, version):
                 return dataset, version
             known = [v.ref for v in self.versions(dataset)] if dataset in self.datasets() else []

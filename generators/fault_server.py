@@ -21,9 +21,11 @@ after that `plan.rates` draws faults with a hash of (seed, request, attempt), so
 reproducible whatever the order requests arrive in. `ignore_n` answers one choice whatever `n`
 asks; `reasoning="field"|"inline"` adds a `reasoning_content` field or an inline `<think>` block.
 
-Everything is counted: `hits` (one `Hit` per HTTP request, with its arrival time), `counts` per
-fault, `max_in_flight`. Tests assert on those, e.g. that a retried request reached the server
-three times but was answered once.
+Everything is counted: `hits` (one `Hit` per HTTP request, with its arrival time and the
+completion tokens its answer reported), `counts` per fault, `max_in_flight`. Tests assert on those,
+e.g. that a retried request reached the server three times but was answered once. `on_hit`, when
+set, is called with each `Hit` as it arrives (on the server's thread), e.g. to kill a client
+process at its N-th request.
 
     with FaultServer(FaultPlan(sequence=("rate_limit",))) as server:
         backend = OpenAIBackend(model="m", base_url=server.base_url)
@@ -43,7 +45,8 @@ import struct
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from aiohttp import web
@@ -100,6 +103,7 @@ class Hit:
     at: float  # time.monotonic() on arrival
     n: int
     seed: int | None
+    completion_tokens: int = 0  # what the answer's `usage` reported (0: no completion sent)
 
 
 def completion_text(messages: list[dict[str, Any]], seed: int | None, choice: int) -> str:
@@ -122,6 +126,7 @@ class FaultServer:
         self.counts: Counter[str] = Counter()
         self.in_flight = 0
         self.max_in_flight = 0
+        self.on_hit: Callable[[Hit], None] | None = None
         self._attempts: Counter[str] = Counter()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -214,23 +219,32 @@ class FaultServer:
         plan = self.plan
         fault = plan.fault(key, attempt)
         n = int(body.get("n") or 1)
-        self.hits.append(Hit(key, attempt, fault, time.monotonic(), n, body.get("seed")))
+        hit = Hit(key, attempt, fault, time.monotonic(), n, body.get("seed"))
+        index = len(self.hits)
+        self.hits.append(hit)
         self.counts[fault] += 1
+        if self.on_hit is not None:
+            self.on_hit(hit)
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
-            return await self._answer(request, body, fault, plan)
+            response, tokens = await self._answer(request, body, fault, plan)
+            # `reset()` may have emptied `hits` while this answer was hanging
+            if tokens and index < len(self.hits) and self.hits[index] is hit:
+                self.hits[index] = replace(hit, completion_tokens=tokens)
+            return response
         finally:
             self.in_flight -= 1
 
     async def _answer(
         self, request: web.Request, body: dict[str, Any], fault: str, plan: FaultPlan
-    ) -> web.StreamResponse:
+    ) -> tuple[web.StreamResponse, int]:
+        """The response, and the completion tokens it reports (0 when it carries none)."""
         if fault == "rate_limit":
             headers = {} if plan.retry_after_s is None else {"Retry-After": str(plan.retry_after_s)}
-            return _error(429, "rate limited", headers)
+            return _error(429, "rate limited", headers), 0
         if fault in ("server_error", "unavailable"):
-            return _error(500 if fault == "server_error" else 503, fault)
+            return _error(500 if fault == "server_error" else 503, fault), 0
         if fault == "hang":
             assert self._stopping is not None, "the server is running"
             with contextlib.suppress(TimeoutError):
@@ -241,19 +255,21 @@ class FaultServer:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             if request.transport is not None:
                 request.transport.abort()
-            return web.Response(status=500)
+            return web.Response(status=500), 0
         if fault == "malformed":
-            return web.Response(
-                text='{"id": "x", "choices": [{"mess', content_type="application/json"
-            )
+            text = '{"id": "x", "choices": [{"mess'
+            return web.Response(text=text, content_type="application/json"), 0
         if fault == "slow" and not body.get("stream"):
             await asyncio.sleep(plan.slow_s)
         payload = self._completion(body, fault, plan)
         if fault == "missing_choices":
             del payload["choices"]
+            return web.json_response(payload), 0
+        tokens = payload["usage"]["completion_tokens"]
         if body.get("stream"):
-            return await self._stream(request, payload, plan.slow_s if fault == "slow" else 0.0)
-        return web.json_response(payload)
+            delay = plan.slow_s if fault == "slow" else 0.0
+            return await self._stream(request, payload, delay), tokens
+        return web.json_response(payload), tokens
 
     def _completion(self, body: dict[str, Any], fault: str, plan: FaultPlan) -> dict[str, Any]:
         messages = body.get("messages") or []

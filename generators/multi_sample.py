@@ -3,7 +3,9 @@
 Reads `input`; writes `output`, `reasoning`, `system_prompt`, `generator` and, in `meta`,
 `problem_id`, `sample` and `finish_reason`. One input row becomes `samples_on + samples_off`
 rows. A request that failed after its backend's retries becomes a row in the `failed` split
-with the error as its reason, never a silent drop.
+with the error as its reason, never a silent drop. An answer cut off at `max_tokens`
+(`finish_reason: length`) is not a full answer: it goes to the `rejected` split as
+`sample_truncated` with its raw text (opt out with `drop_truncated: false`).
 
 The paper (arXiv 2505.00949 §3.1.1, after OpenMath Nemotron) drew 16 reasoning samples per math
 problem from DeepSeek-R1 and 64 non-reasoning samples from Qwen2.5-Math-7B-Instruct; a recipe
@@ -34,6 +36,7 @@ class MultiSample(Stage):
     top_p: float = 0.95  # §7.1
     max_tokens: int = 512
     generator_name: str = ""  # the `generator` column; default: the teacher's model
+    drop_truncated: bool = True  # reject answers that hit max_tokens (finish_reason "length")
 
     kind: ClassVar[str] = "generate"
     requires: ClassVar[tuple[str, ...]] = ("input",)
@@ -101,6 +104,9 @@ class MultiSample(Stage):
             if response.error is not None:
                 row.stage, row.reason = self.stage_type, f"request_failed: {response.error}"
                 result.failed.append(row)
+            elif self.drop_truncated and response.finish_reason == "length":
+                row.stage, row.reason = self.stage_type, "sample_truncated"
+                result.rejected.append(row)
             else:
                 result.kept.append(row)
         return result

@@ -349,8 +349,13 @@ def _parse(body: bytes, n: int) -> tuple[list[GenerationResponse], int]:
         reasons.append(str(choice.get("finish_reason") or "stop"))
     total_chars = sum(len(t) for t in texts) or 1
     answers = []
+    chars_before = given = 0
     for j, (text, reason) in enumerate(zip(texts, reasons, strict=True)):
-        share = round(completion_total * len(text) / total_chars)
+        # Rounded cumulatively, so the shares add up to the reported total exactly (rounding
+        # each share alone can count a token twice or lose one).
+        chars_before += len(text)
+        share = round(completion_total * chars_before / total_chars) - given
+        given += share
         answer = GenerationResponse(
             text=text,
             finish_reason=reason,

@@ -66,6 +66,7 @@ class RayBackend:
             raise ValueError(f"environment variable {self.options.api_key_env} is not set")
         self.batch_size = self.options.batch_size * max(1, self.options.concurrency) * 4
         self._ray = _import_ray()
+        self._started_ray = False
 
     def __repr__(self) -> str:
         return f"RayBackend(model={self.model!r}, engine={self.options.engine!r})"
@@ -77,13 +78,14 @@ class RayBackend:
         if not requests:
             return []
         ray = self._ray
-        if not ray.is_initialized():
+        if not ray.is_initialized():  # inside a Ray executor task it already is
             ray.init(
                 address=self.options.address,
                 num_cpus=self.options.num_cpus,
                 include_dashboard=False,
                 log_to_driver=False,
             )
+            self._started_ray = True
         rows = [_row(i, r) for i, r in enumerate(requests)]
         try:
             processor = self._processor()
@@ -130,8 +132,11 @@ class RayBackend:
         )
 
     def close(self) -> None:
-        if self.options.address is None and self._ray.is_initialized():
+        # Only a Ray this backend started: shutting down the executor's own Ray from inside
+        # one of its tasks breaks that worker.
+        if self._started_ray and self._ray.is_initialized():
             self._ray.shutdown()
+            self._started_ray = False
 
 
 def _import_ray() -> Any:

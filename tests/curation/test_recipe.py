@@ -127,3 +127,13 @@ def test_version_is_a_content_address(tmp_path):
 def test_shipped_recipes_validate():
     for path in sorted(Path("curation/recipes").glob("*.yaml")):
         load_recipe(path)
+
+
+def test_on_error_is_a_recipe_field_and_its_default_keeps_the_hash(tmp_path):
+    path = write(tmp_path, GOOD)
+    default = load_recipe(path).recipe
+    assert default.on_error == "fail" and "on_error" not in default.canonical()
+    skip = load_recipe(path, ["on_error=skip"]).recipe
+    assert skip.on_error == "skip" and skip.canonical()["on_error"] == "skip"
+    assert skip.version_id() != default.version_id()
+    assert error_of(path, ["on_error=ignore"]).startswith("--set on_error=ignore: on_error: ")

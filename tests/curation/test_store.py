@@ -19,6 +19,7 @@ from curation.store import (
     Store,
     StoreError,
     VersionExistsError,
+    atomic_write_bytes,
     diff,
     parquet_bytes,
     verify,
@@ -222,6 +223,26 @@ def test_versions_and_resolve(store: Store) -> None:
         store.resolve("math/v9")
     with pytest.raises(StoreError, match="no dataset or version 'nope'"):
         store.resolve("nope")
+
+
+def test_a_reference_cannot_leave_the_store(store: Store, tmp_path: Path) -> None:
+    """`../x/v` would read a version-shaped folder outside the store: refused as a path."""
+    outside = Store(tmp_path / "elsewhere")
+    build(outside, "x", "v", [[make(1)]])
+    escape = os.path.relpath(outside.root / "x", store.root)
+    for ref in (f"{escape}/v", "../x/v", "math/..", "./v1", "math/v1/../v2"):
+        with pytest.raises(StoreError, match="not a version reference"):
+            store.resolve(ref)
+
+
+def test_a_failed_atomic_write_leaves_no_temporary_file(tmp_path: Path) -> None:
+    if not Path("/dev/full").exists():
+        pytest.skip("needs /dev/full for a real ENOSPC")
+    target = tmp_path / "file.bin"
+    os.symlink("/dev/full", target.with_name(f".{target.name}.tmp-{os.getpid()}"))
+    with pytest.raises(OSError, match="No space left"):
+        atomic_write_bytes(target, b"x" * 100_000)
+    assert list(tmp_path.iterdir()) == [] and not target.exists()
 
 
 def test_from_option(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
