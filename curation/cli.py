@@ -360,13 +360,15 @@ def _mount_apps() -> None:
     from decontam.cli import decontam_app
     from filters.cli import filters_app
     from hardware_opt.cli import opt_app
+    from training.audit_cli import audit_app
     from training.cli import lineage, train_app
 
     app.add_typer(teacher_app, name="teacher", help="Build and evaluate the embedded tiny teacher.")
     app.add_typer(decontam_app, name="decontam", help="Check rows against benchmarks.")
     app.add_typer(filters_app, name="filters", help="Reports on filter decisions.")
     app.add_typer(opt_app, name="opt", help="Puzzle block search and FFN Fusion on a model.")
-    app.add_typer(train_app, name="train", help="SFT and GRPO on versioned shards.")
+    app.add_typer(train_app, name="train", help="SFT, GRPO, RLOO and RPO on versioned shards.")
+    app.add_typer(audit_app, name="audit", help="Audits of trained models (reasoning toggle).")
     app.command("lineage")(lineage)
 
 
