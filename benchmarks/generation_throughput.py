@@ -7,6 +7,12 @@ requests per second and their ratio. Both see the same server and the same machi
 is the backend's overhead (grouping, limits, retries bookkeeping), target >= 0.95.
 
     python benchmarks/generation_throughput.py --requests 2000 --concurrency 64 256
+
+`--peer-python VENV/bin/python` also times distilabel and curator from a throw-away venv (see
+`peer_throughput.py`) against the same server and prints their ratios to the plain loop:
+
+    python -m venv /tmp/peers && /tmp/peers/bin/pip install distilabel bespokelabs-curator
+    python benchmarks/generation_throughput.py --peer-python /tmp/peers/bin/python
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import asyncio
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import openai
 
@@ -73,11 +80,23 @@ def timed(fn, base_url: str, reqs: list[GenerationRequest], concurrency: int) ->
     return ok / elapsed
 
 
+def peers(python: str, base_url: str, requests: int, concurrency: int) -> list[str]:
+    """The lines `peer_throughput.py` prints when run by another venv's interpreter."""
+    script = Path(__file__).with_name("peer_throughput.py")
+    command = [python, str(script), base_url, "--requests", str(requests)]
+    done = subprocess.run(
+        [*command, "--concurrency", str(concurrency)], capture_output=True, text=True, timeout=1800
+    )
+    lines = [x for x in done.stdout.splitlines() if x.startswith(("distilabel", "curator"))]
+    return lines or [f"peers failed: {done.stderr.strip().splitlines()[-1:]}"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[64, 256])
     parser.add_argument("--rounds", type=int, default=3, help="alternating runs; best of each")
+    parser.add_argument("--peer-python", help="a venv's python with distilabel / curator")
     args = parser.parse_args()
     server = subprocess.Popen(
         [sys.executable, "-m", "generators.fault_server", "--port", "0"],
@@ -97,6 +116,17 @@ def main() -> None:
                 plain = max(plain, timed(plain_loop, base_url, reqs, concurrency))
                 ours = max(ours, timed(thinkmix_backend, base_url, reqs, concurrency))
             print(f"{concurrency:>11}  {plain:>17.0f}  {ours:>14.0f}  {ours / plain:.2f}")
+            if args.peer_python:
+                for line in peers(args.peer_python, base_url, args.requests, concurrency):
+                    tool, _, value = line.partition(" ")
+                    try:
+                        rate = float(value)
+                    except ValueError:
+                        print(f"{'':>11}  {tool} {value}")
+                        continue
+                    print(
+                        f"{'':>11}  {tool}: {rate:.0f} req/s, ratio to AsyncOpenAI {rate / plain:.2f}"
+                    )
     finally:
         server.terminate()
         server.wait(timeout=10)
