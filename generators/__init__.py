@@ -6,6 +6,7 @@ from generators import (
     mcq_synth,  # noqa: F401
     multi_sample,  # noqa: F401
     openai_backend,  # noqa: F401  (registers "openai")
+    preference_pairs,  # noqa: F401
     ray_backend,  # noqa: F401  (registers "ray")
     reasoning_off,  # noqa: F401
     transformers_backend,  # noqa: F401  (registers "transformers")

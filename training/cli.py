@@ -1,4 +1,4 @@
-"""`thinkmix train sft|grpo|eval` and `thinkmix lineage`; mounted by `curation/cli.py`:
+"""`thinkmix train sft|grpo|rloo|rpo|rm|eval` and `thinkmix lineage`; mounted by `curation/cli.py`:
 
 from training.cli import lineage, train_app
 app.add_typer(train_app, name="train", help="SFT and GRPO on versioned shards.")
@@ -17,7 +17,8 @@ from rich.console import Console
 from rich.table import Table
 
 train_app = typer.Typer(
-    help="Train on store versions: SFT with the reasoning toggle, GRPO with a pass-rate curriculum.",
+    help="Train on store versions: SFT with the reasoning toggle, GRPO with a pass-rate "
+    "curriculum, RLOO with a verifier reward, RPO against a reward model.",
     no_args_is_help=True,
 )
 console = Console()
@@ -116,6 +117,98 @@ def grpo(
         console.print(f"{name} reward {trend['first']:.3f} -> {trend['last']:.3f}", highlight=False)
     console.print(f"run {summary['run_id']} -> {summary['checkpoint']}", highlight=False)
     print(summary["run_id"])
+
+
+@train_app.command()
+def rloo(
+    data: Annotated[str, typer.Option("--data", help="Version holding the (constrained) prompts.")],
+    model: Annotated[str, typer.Option("--model", help='Starting model dir (or "embedded").')],
+    out: Annotated[Path, typer.Option("--out", help="Run directory to write.")],
+    store: StoreOpt = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """RLOO for instruction following: verifier reward (share of constraints met) + format."""
+    from curation.store import StoreError
+    from training.config_io import ConfigError, load_config, parse_overrides
+    from training.rloo import train_rloo
+    from training.rloo_config import RLOORunConfig
+
+    _quiet()
+    try:
+        cfg = load_config(RLOORunConfig, config, **parse_overrides(set_))
+        summary = train_rloo(_store(store), data, model, out, cfg)
+    except (ConfigError, StoreError, FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    console.print(f"{summary['prompts']} prompts, {summary['steps']} steps", highlight=False)
+    for name, trend in summary["rewards"].items():
+        console.print(f"{name} reward {trend['first']:.3f} -> {trend['last']:.3f}", highlight=False)
+    console.print(f"run {summary['run_id']} -> {summary['checkpoint']}", highlight=False)
+    print(summary["run_id"])
+
+
+@train_app.command()
+def rpo(
+    data: Annotated[
+        str,
+        typer.Option("--data", help="Preference version (offline) or prompt version (--online)."),
+    ],
+    model: Annotated[str, typer.Option("--model", help='Starting model dir (or "embedded").')],
+    out: Annotated[Path, typer.Option("--out", help="Run directory to write.")],
+    online: Annotated[
+        bool, typer.Option("--online", help="Sample, score and pair fresh answers each iteration.")
+    ] = False,
+    reward_model: Annotated[
+        str | None, typer.Option("--reward-model", help="Reward model dir (online mode).")
+    ] = None,
+    store: StoreOpt = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Reward-aware preference optimisation: the policy's reward gap pulled to the RM's gap."""
+    from curation.store import StoreError
+    from training.config_io import ConfigError, load_config, parse_overrides
+    from training.rpo import train_rpo
+    from training.rpo_config import RPORunConfig
+
+    _quiet()
+    try:
+        overrides = {**parse_overrides(set_), "reward_model": reward_model}
+        if online:
+            overrides["online"] = True
+        cfg = load_config(RPORunConfig, config, **overrides)
+        summary = train_rpo(_store(store), data, model, out, cfg)
+    except (ConfigError, StoreError, FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    for r in summary["rounds"]:
+        reward = f", mean reward {r['mean_reward']:.3f}" if "mean_reward" in r else ""
+        console.print(f"round {r['round']}: {r['pairs']} pairs, {r['steps']} steps{reward}",
+                      highlight=False)  # fmt: skip
+    if "mean_reward" in summary:
+        console.print(f"final policy mean reward {summary['mean_reward'][-1]:.3f}", highlight=False)
+    console.print(f"run {summary['run_id']} -> {summary['checkpoint']}", highlight=False)
+    print(summary["run_id"])
+
+
+@train_app.command()
+def rm(
+    out: Annotated[Path, typer.Option("--out", help="Reward model dir to write.")],
+    set_: SetOpt = None,
+) -> None:
+    """A tiny reward model for the embedded default (trl RewardTrainer on tinyworld pairs)."""
+    from training.config_io import ConfigError, load_config, parse_overrides
+    from training.reward_model import RewardModelConfig, train_reward_model
+
+    _quiet()
+    try:
+        cfg = load_config(RewardModelConfig, None, **parse_overrides(set_))
+        summary = train_reward_model(out, cfg)
+    except (ConfigError, ValueError) as exc:
+        _fail(str(exc))
+    console.print(f"{summary['pairs']} pairs, {summary['steps']} steps; pairwise accuracy "
+                  f"{summary['train_accuracy']:.0%} train, {summary['held_out_accuracy']:.0%} "
+                  "held out", highlight=False)  # fmt: skip
+    print(summary["dir"])
 
 
 @train_app.command("eval")
