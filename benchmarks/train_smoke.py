@@ -7,9 +7,11 @@ Steps (fixed seeds; every number is held-out tinyworld accuracy, greedy, seed 12
 1. a clean SFT version of tinyworld gold solutions (both toggles, seed 0) written to the store;
 2. eval of the untrained student (random init, the teacher's tokenizer);
 3. `train_sft` of that student -> eval (accuracy per family x toggle, think-tag compliance);
-4. a prompt version (tinyworld, seed 7), then `train_grpo` from the SFT checkpoint twice with
-   the same budget: curriculum (easy -> hard) and uniform sampling -> eval both.
-Writes OUT/report.json and prints a table.
+4. a prompt version (tinyworld, seed 7), then `train_grpo` from the SFT checkpoint (or, with
+   `--grpo-model embedded`, from the embedded teacher, itself an SFT model) twice with the same
+   budget: curriculum (easy -> hard) and uniform sampling (GRPO seed 0) -> eval both.
+Writes OUT/report.json and prints a table, then one line per GRPO run: held-out accuracy and
+format compliance before -> after, the seeds, steps, kept prompts and wall time.
 """
 
 from __future__ import annotations
@@ -46,8 +48,16 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=3)
     parser.add_argument("--grpo-steps", type=int, default=15)
     parser.add_argument("--grpo-prompts", type=int, default=12, help="per family")
-    parser.add_argument("--eval-per-family", type=int, default=20)
-    parser.add_argument("--grpo-lr", type=float, default=1e-4)
+    # 50 per family x toggle: at 20 the same SFT checkpoint read 0.169 and, at 50, 0.128
+    parser.add_argument("--eval-per-family", type=int, default=50)
+    parser.add_argument("--grpo-lr", type=float, default=5e-5)
+    parser.add_argument(
+        "--grpo-model",
+        choices=("sft", "embedded"),
+        default="sft",
+        help="GRPO's starting policy: the SFT student or the embedded teacher",
+    )
+    parser.add_argument("--grpo-reasoning", default="both", help="on, off, row or both")
     parser.add_argument(
         "--grpo-only", action="store_true", help="reuse OUT's store and SFT run; rerun GRPO only"
     )
@@ -81,11 +91,13 @@ def main() -> None:
 
     prompts = write_tinyworld_version(store, "prompts-v1", per_family=args.grpo_prompts, seed=7,
                                       outputs=False)  # fmt: skip
+    start = sft["checkpoint"] if args.grpo_model == "sft" else "embedded"
+    before = (
+        report["sft"]["eval"] if args.grpo_model == "sft" else _eval(start, args.eval_per_family)
+    )
+    report["grpo_start"] = {"model": start, "eval": before}
     for name, curriculum in (("grpo_curriculum", True), ("grpo_uniform", False)):
-        cfg = GRPORunConfig(max_steps=args.grpo_steps, num_generations=8, prompts_per_step=4,
-                            learning_rate=args.grpo_lr, curriculum=curriculum,
-                            max_completion_length=160, seed=0)  # fmt: skip
-        run = train_grpo(store, prompts, sft["checkpoint"], args.out / name, cfg)
+        run = train_grpo(store, prompts, start, args.out / name, _grpo_config(args, curriculum))
         report[name] = {"summary": run, "eval": _eval(run["checkpoint"], args.eval_per_family)}
         print(name, report[name]["eval"]["mean_accuracy"], report[name]["eval"]["mean_format"],
               flush=True)  # fmt: skip
@@ -97,24 +109,44 @@ def main() -> None:
         for family, row in ev["accuracy"].items():
             print(f"    {family:<9} acc on {row['on']:.2f} off {row['off']:.2f}   format on "
                   f"{ev['format'][family]['on']:.2f} off {ev['format'][family]['off']:.2f}")  # fmt: skip
+    for name in ("grpo_curriculum", "grpo_uniform"):
+        _print_grpo(name, before, report[name])
     print(f"total {report['seconds']}s -> {args.out / 'report.json'}")
+
+
+def _grpo_config(args: argparse.Namespace, curriculum: bool) -> GRPORunConfig:
+    """GRPORunConfig's defaults (pre-filter drops pass rates 0 and >= 0.75, sampled as the
+    rollouts are) with the benchmark's budget; completions of 256 characters so that math
+    traces are not truncated (a truncated completion earns no reward)."""
+    return GRPORunConfig(max_steps=args.grpo_steps, num_generations=8, prompts_per_step=4,
+                         learning_rate=args.grpo_lr, curriculum=curriculum,
+                         reasoning=args.grpo_reasoning, max_completion_length=256, seed=0,
+                         # --quick's barely trained student solves nothing: keep its prompts
+                         drop_pass_rate_at_or_below=None if args.quick else 0.0)  # fmt: skip
+
+
+def _print_grpo(name: str, before: dict, run: dict) -> None:
+    """One line: held-out accuracy and format before -> after, and what the run was."""
+    after, summary = run["eval"], run["summary"]
+    print(f"{name:<16} held-out acc {before['mean_accuracy']['all']:.3f} -> "
+          f"{after['mean_accuracy']['all']:.3f}  format {before['mean_format']['all']:.3f} -> "
+          f"{after['mean_format']['all']:.3f}  (grpo seed 0, eval seed 12345, prompts seed 7; "
+          f"{summary['steps']} steps, {summary['prefilter']['kept']} prompts kept, "
+          f"train {summary['train_seconds']}s, pre-filter {summary['prefilter']['seconds']}s; "
+          f"train reward {summary['rewards']})", flush=True)  # fmt: skip
 
 
 def grpo_only(args: argparse.Namespace) -> None:
     """GRPO curriculum vs uniform from OUT/sft's checkpoint, on OUT's prompt version."""
     store = Store(args.out / "store")
-    checkpoint = str(args.out / "sft" / "checkpoint")
-    tag = f"s{args.grpo_steps}-lr{args.grpo_lr:g}"
-    report = {}
+    start = str(args.out / "sft" / "checkpoint") if args.grpo_model == "sft" else "embedded"
+    tag = f"{args.grpo_model}-s{args.grpo_steps}-lr{args.grpo_lr:g}"
+    report: dict = {"start": {"model": start, "eval": _eval(start, args.eval_per_family)}}
     for name, curriculum in (("curriculum", True), ("uniform", False)):
-        cfg = GRPORunConfig(max_steps=args.grpo_steps, num_generations=8, prompts_per_step=4,
-                            learning_rate=args.grpo_lr, curriculum=curriculum,
-                            max_completion_length=160, seed=0)  # fmt: skip
-        run = train_grpo(store, "tinyworld-gold/prompts-v1", checkpoint,
-                         args.out / f"grpo_{name}_{tag}", cfg)  # fmt: skip
+        run = train_grpo(store, "tinyworld-gold/prompts-v1", start,
+                         args.out / f"grpo_{name}_{tag}", _grpo_config(args, curriculum))  # fmt: skip
         report[name] = {"summary": run, "eval": _eval(run["checkpoint"], args.eval_per_family)}
-        ev = report[name]["eval"]
-        print(name, tag, ev["mean_accuracy"], ev["mean_format"], run["rewards"], flush=True)
+        _print_grpo(f"{name} {tag}", report["start"]["eval"], report[name])
     path = args.out / f"report_grpo_{tag}.json"
     path.write_text(json.dumps(report, indent=2, default=str) + "\n")
 

@@ -73,7 +73,8 @@ def sft(
 
     _quiet()
     try:
-        cfg = load_config(SFTRunConfig, config, **parse_overrides(set_), model=model)
+        given = {"model": model} if model is not None else {}
+        cfg = load_config(SFTRunConfig, config, **parse_overrides(set_), **given)
         summary = train_sft(_store(store), data, out, cfg)
     except (ConfigError, StoreError, FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
@@ -173,7 +174,9 @@ def rpo(
 
     _quiet()
     try:
-        overrides = {**parse_overrides(set_), "reward_model": reward_model}
+        overrides = parse_overrides(set_)
+        if reward_model is not None:
+            overrides["reward_model"] = reward_model
         if online:
             overrides["online"] = True
         cfg = load_config(RPORunConfig, config, **overrides)

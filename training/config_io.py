@@ -28,7 +28,11 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
 
 
 def load_config(cls: type[T], path: Path | str | None = None, **overrides: Any) -> T:
-    """`cls` built from the YAML mapping at `path` (if any) updated with `overrides`."""
+    """`cls` built from the YAML mapping at `path` (if any) updated with `overrides`.
+
+    An override of None sets the field to None (`--set drop_pass_rate_at_or_below=null`);
+    callers leave out the options a user did not give.
+    """
     where = str(path) if path else "config"
     data: dict[str, Any] = {}
     if path is not None:
@@ -43,7 +47,7 @@ def load_config(cls: type[T], path: Path | str | None = None, **overrides: Any) 
                 f"{where}: expected a mapping of field: value, got {type(loaded).__name__}"
             )
         data.update(loaded or {})
-    data.update({k: v for k, v in overrides.items() if v is not None})
+    data.update(overrides)
     known = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(data) - set(known))
     if unknown:

@@ -176,7 +176,7 @@ def train_grpo(
                       "seconds": round(prefilter_seconds, 1)},
         "steps": trainer.state.global_step,
         "train_seconds": round(time.monotonic() - t0, 1),
-        "rewards": _reward_trend(out / "metrics.jsonl", config.rewards),
+        "rewards": _reward_trend(out / "metrics.jsonl", config.rewards, schedule),
         "curriculum": config.curriculum,
     }  # fmt: skip
     _write(out / "curriculum.json", schedule)
@@ -189,18 +189,35 @@ def train_grpo(
     return summary
 
 
-def _reward_trend(path: Path, rewards: list[str]) -> dict[str, Any]:
-    """Mean of each reward over the first and the last third of the logged steps."""
+def _reward_trend(path: Path, rewards: list[str], schedule: list[dict]) -> dict[str, Any]:
+    """Mean of each reward over the first and the last third of the logged steps.
+
+    With the curriculum the prompts get harder step by step, so a falling accuracy mean says
+    nothing about the policy. `accuracy_over_pass_rate` compares each step's accuracy with the
+    pre-filter pass rate of that step's prompts (the starting policy, sampled as the rollouts
+    are): above 0 the policy solves its training prompts more often than it did at the start.
+    It is biased a little upwards, since prompts whose estimate came out >= the cut were dropped.
+    """
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    out = {}
+    out: dict[str, Any] = {}
     for name in rewards:
         key = f"rewards/{name}_reward/mean"
         values = [r[key] for r in rows if key in r]
         if values:
-            third = max(1, len(values) // 3)
-            out[name] = {"first": round(sum(values[:third]) / third, 4),
-                         "last": round(sum(values[-third:]) / third, 4)}  # fmt: skip
+            out[name] = _thirds(values)
+        if name == "accuracy" and values and len(values) == len(schedule):
+            # one generation batch per optimizer step (steps_per_generation = 1)
+            starts = [1.0 - batch["mean_difficulty"] for batch in schedule]
+            out["accuracy_over_pass_rate"] = _thirds(
+                [v - s for v, s in zip(values, starts, strict=True)]
+            )
     return out
+
+
+def _thirds(values: list[float]) -> dict[str, float]:
+    third = max(1, len(values) // 3)
+    return {"first": round(sum(values[:third]) / third, 4),
+            "last": round(sum(values[-third:]) / third, 4)}  # fmt: skip
 
 
 def _write(path: Path, obj: Any) -> None:

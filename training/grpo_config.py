@@ -19,10 +19,15 @@ class GRPORunConfig:
     # pass-rate pre-filter (§5)
     prefilter_samples: int = 8  # samples per prompt from the starting policy (§5: 8)
     drop_pass_rate_at_or_above: float | None = 0.75  # §5: too easy; None = keep all
-    drop_pass_rate_at_or_below: float | None = None  # e.g. 0.0: never solved, no GRPO signal
+    # never-solved prompts give every completion of a group reward 0, so advantage 0 and no
+    # gradient (DAPO's dynamic sampling drops them too); on the embedded default they were most
+    # of the batch (SFT student: 45 of 46 prompts kept, mean pass rate 0.09). None = keep all
+    drop_pass_rate_at_or_below: float | None = 0.0
     reuse_pass_rate: bool = False  # use the rows' scores["pass_rate"] (filters.pass_rate)
-    prefilter_temperature: float = 0.6  # §7.1 reasoning-on sampling
-    prefilter_top_p: float = 0.95
+    # the pass rate must estimate the reward of the rollouts GRPO will sample, so it samples
+    # as they do (§5.1: temperature 1, top-p 1); §7.1's 0.6 / 0.95 is the evaluation setting
+    prefilter_temperature: float = 1.0
+    prefilter_top_p: float = 1.0
     # curriculum (§5: easy -> hard)
     curriculum: bool = True  # False = uniform sampling (the same-budget baseline)
     curriculum_bins: int = 8  # pass-rate bins
@@ -35,7 +40,7 @@ class GRPORunConfig:
     max_steps: int = 20  # optimizer steps (the budget)
     learning_rate: float = 5e-5
     beta: float = 0.0  # KL coefficient (trl's default; 0 skips the reference model)
-    temperature: float = 1.0  # sampling temperature of the rollouts
+    temperature: float = 1.0  # sampling temperature of the rollouts (§5.1: 1.0, top-p 1)
     max_completion_length: int = 192  # tokens per completion (char-level: characters)
     loss_type: str = "dapo"  # trl's default
     use_vllm: bool = False  # generate with vLLM (needs a GPU and the vllm extra)
