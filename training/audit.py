@@ -401,12 +401,23 @@ class ToggleAudit:
         return _Audit()
 
 
+def trainer_audit(prompts: int, max_new_tokens: int = 320) -> ToggleAudit | None:
+    """The audit a trainer runs at train begin and end (config `audit_prompts`; 0 = none)."""
+    return ToggleAudit(audit_prompts("tinyworld", prompts), max_new_tokens) if prompts else None
+
+
+def audit_callbacks(audit: ToggleAudit | None) -> list[Any]:
+    return [audit.callback()] if audit else []
+
+
 __all__ = [
     "BUILT_IN_SETS",
     "MARKER_SATURATION",
     "ToggleAudit",
+    "audit_callbacks",
     "audit_prompts",
     "generate_greedy",
+    "trainer_audit",
     "headline",
     "leakage",
     "reasoning_markers",

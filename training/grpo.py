@@ -22,6 +22,7 @@ from typing import Any
 
 from curation.store import Store
 from curation.teacher.paths import resolve_model
+from training.audit import audit_callbacks, trainer_audit
 from training.config_io import config_dict
 from training.curriculum import CurriculumSampler
 from training.data import prompt_rows
@@ -158,13 +159,14 @@ def train_grpo(
     schedule: list = []
     trainer_cls = make_trainer_class(config, difficulty, schedule)
     metrics = MetricsLog(out / "metrics.jsonl")
+    audit = trainer_audit(config.audit_prompts)
     trainer = trainer_cls(
         model=load_model(model),
         reward_funcs=[REWARDS[name] for name in config.rewards],
         args=_trl_config(config, out),
         train_dataset=Dataset.from_list(kept),
         processing_class=load_tokenizer(model),
-        callbacks=[metrics.callback("grpo")],
+        callbacks=[metrics.callback("grpo"), *audit_callbacks(audit)],
     )
     t0 = time.monotonic()
     trainer.train()
@@ -179,6 +181,8 @@ def train_grpo(
         "rewards": _reward_trend(out / "metrics.jsonl", config.rewards, schedule),
         "curriculum": config.curriculum,
     }  # fmt: skip
+    if audit:
+        summary["toggle_audit"] = audit.results
     _write(out / "curriculum.json", schedule)
     summary["checkpoint"] = str(save_checkpoint(trainer.model, trainer.processing_class,
                                                 out / "checkpoint"))  # fmt: skip

@@ -25,6 +25,7 @@ from curation.generation import GenerationRequest, SamplingParams
 from curation.record import Record, record_id
 from curation.store import Store
 from curation.teacher.paths import resolve_model
+from training.audit import audit_callbacks, trainer_audit
 from training.rl_common import Run, cpu_trainer_args, rl_prompt_rows
 from training.rloo_config import RLOORunConfig
 from training.runlog import MetricsLog
@@ -94,13 +95,14 @@ def train_rloo(
     set_seed(config.seed)
     run.start(config, {"rloo": sorted({r["row_id"] for r in rows})})
     metrics = MetricsLog(run.out / "metrics.jsonl")
+    audit = trainer_audit(config.audit_prompts)
     trainer = RLOOTrainer(
         model=load_model(model),
         reward_funcs=reward_functions(config.rewards),
         args=_trl_config(config, run.out),
         train_dataset=Dataset.from_list(rows),
         processing_class=load_tokenizer(model),
-        callbacks=[metrics.callback("rloo")],
+        callbacks=[metrics.callback("rloo"), *audit_callbacks(audit)],
     )
     t0 = time.monotonic()
     trainer.train()
@@ -113,6 +115,8 @@ def train_rloo(
         "train_seconds": round(time.monotonic() - t0, 1),
         "rewards": reward_trend(run.out / "metrics.jsonl", config.rewards),
     }
+    if audit:
+        summary["toggle_audit"] = audit.results
     summary["checkpoint"] = str(save_checkpoint(trainer.model, trainer.processing_class,
                                                 run.out / "checkpoint"))  # fmt: skip
     return run.finish(summary)

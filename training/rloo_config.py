@@ -34,8 +34,13 @@ class RLOORunConfig:
     seed: int = 0
     logging_steps: int = 1
     threads: int = 2  # torch CPU threads
+    # > 0: the toggle audit (training/audit.py) on this many held-out tinyworld prompts at train
+    # begin and end; the results go to summary.json's `toggle_audit`
+    audit_prompts: int = 0
 
     def __post_init__(self) -> None:
+        if self.audit_prompts < 0:
+            raise ValueError(f"audit_prompts must be >= 0, got {self.audit_prompts}")
         if self.reasoning not in ("on", "off", "row", "both"):
             raise ValueError(f"reasoning must be on, off, row or both, got {self.reasoning!r}")
         unknown = [r for r in self.rewards if r not in KNOWN_REWARDS]

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from curation.store import Store
+from training.audit import audit_callbacks, trainer_audit
 from training.config_io import config_dict
 from training.data import select, sft_example
 from training.lineage import Lineage, RunInfo, new_run_id
@@ -117,6 +118,7 @@ def train_sft(
     with Lineage.open(store) as lineage:
         lineage.start(run)
     metrics = MetricsLog(out / "metrics.jsonl")
+    audit = trainer_audit(config.audit_prompts)
     summary: dict[str, Any] = {"run_id": run_id, "data": ref, "stages": [],
                                "parameters": sum(p.numel() for p in model.parameters())}  # fmt: skip
     started = time.monotonic()
@@ -127,7 +129,7 @@ def train_sft(
             args=_trl_config(config, stage, out),
             train_dataset=examples,
             processing_class=tokenizer,
-            callbacks=[metrics.callback(stage.name)],
+            callbacks=[metrics.callback(stage.name), *audit_callbacks(audit)],
         )
         result = trainer.train()
         losses = metrics.losses(stage.name)
@@ -138,6 +140,8 @@ def train_sft(
              "last_loss": losses[-1] if losses else None}
         )  # fmt: skip
         model = trainer.model
+    if audit:
+        summary["toggle_audit"] = audit.results
     summary["train_seconds"] = round(time.monotonic() - started, 1)
     summary["checkpoint"] = str(save_checkpoint(model, tokenizer, out / "checkpoint"))
     _remove_tree(out / "_trainer")

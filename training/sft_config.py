@@ -67,8 +67,13 @@ class SFTRunConfig:
     seed: int = 0  # init, data order
     logging_steps: int = 5  # metrics.jsonl gets a line every this many steps
     threads: int = 2  # torch CPU threads
+    # > 0: the toggle audit (training/audit.py) on this many held-out tinyworld prompts at train
+    # begin and end; the results go to summary.json's `toggle_audit`
+    audit_prompts: int = 0
 
     def __post_init__(self) -> None:
+        if self.audit_prompts < 0:
+            raise ValueError(f"audit_prompts must be >= 0, got {self.audit_prompts}")
         if isinstance(self.schedule, str):
             if self.schedule not in PRESETS:
                 raise ValueError(

@@ -27,6 +27,21 @@ def test_sft_then_lineage_both_ways(store, gold, tmp_path):
     assert code == 2 and "no run 'nope'" in out
 
 
+def test_sft_runs_the_toggle_audit_at_begin_and_end(store, gold, tmp_path):
+    config = tmp_path / "sft.yaml"
+    config.write_text("student_hidden: 32\nstudent_layers: 1\nstudent_heads: 2\nthreads: 1\n")
+    code, out = thinkmix("train", "sft", "--data", gold, "--store", store.root, "--config", config,
+                         "--set", "max_steps=2", "--set", "batch_size=4", "--set", "audit_prompts=2",
+                         "--out", tmp_path / "run")  # fmt: skip
+    assert code == 0, out
+    audits = json.loads((tmp_path / "run" / "summary.json").read_text())["toggle_audit"]
+    assert [(a["step"], a["when"]) for a in audits] == [(0, "begin"), (2, "end")]
+    assert all(0.0 <= a["off_leakage"] <= 1.0 and "on_think_well_formed" in a for a in audits)
+    code, out = thinkmix("train", "sft", "--data", gold, "--store", store.root,
+                         "--set", "audit_prompts=-1", "--out", tmp_path / "bad")  # fmt: skip
+    assert code == 2 and "audit_prompts must be >= 0" in out
+
+
 def test_errors_name_the_fix(store, gold, tmp_path):
     code, out = thinkmix("train", "sft", "--data", "missing", "--store", store.root,
                          "--out", tmp_path / "r")  # fmt: skip
