@@ -129,9 +129,8 @@ class InstructionFollowing(Filter):
         return Drop(f"instruction_violated:{broken[0]}", score=sum(verdicts) / len(verdicts))
 
 
-def _completion_text(completion: Any) -> str:
-    # trl gives a string (standard prompts) or a list of messages (conversational prompts); the
-    # same rule as training.rewards.completion_text, which filters may not import.
+def completion_text(completion: Any) -> str:
+    """trl gives a string (standard prompts) or a list of messages (conversational prompts)."""
     if isinstance(completion, str):
         return completion
     if isinstance(completion, list):
@@ -153,7 +152,7 @@ def _shares(completions: Sequence[Any], constraints: Sequence[Any]) -> list[floa
         if not parsed:
             out.append(None)
             continue
-        verdicts = check_constraints(strip_think(_completion_text(completion)), parsed)
+        verdicts = check_constraints(strip_think(completion_text(completion)), parsed)
         out.append(sum(verdicts) / len(verdicts))
     return out
 

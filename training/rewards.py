@@ -23,17 +23,9 @@ from typing import Any
 from curation.record import Record
 from filters.answers import extract_boxed, extract_mcq_letter, strip_think
 from filters.format import ThinkFormat
+from filters.instructions import completion_text  # the one rule for trl completions
 
 VERIFIED_FAMILIES = ("math", "mcq", "code", "instruct")
-
-
-def completion_text(completion: Any) -> str:
-    """trl gives a string (standard prompts) or a list of messages (conversational prompts)."""
-    if isinstance(completion, str):
-        return completion
-    if isinstance(completion, list):
-        return "".join(m.get("content", "") for m in completion if m.get("role") == "assistant")
-    raise TypeError(f"completion must be a str or a list of messages, got {type(completion)}")
 
 
 def _column(values: Sequence[Any] | None, n: int, default: Any) -> list[Any]:
