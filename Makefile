@@ -10,12 +10,14 @@ export TOKENIZERS_PARALLELISM := false
 
 setup: $(STAMP)
 
-# torch goes first and pinned, so the CPU wheel is used and no CUDA build is pulled in.
-$(STAMP): pyproject.toml
+# torch goes first and pinned, so the CPU wheel is used and no CUDA build is pulled in. The
+# serving and ray extras are CPU-only too, so the tests of the local-server backend and of the
+# Ray executor run everywhere the suite runs.
+$(STAMP): pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv .venv
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[dev,serving,ray]"
 	touch $(STAMP)
 
 demo: setup
@@ -24,9 +26,7 @@ demo: setup
 test: setup
 	$(PY) -m pytest -m "not slow and not gpu" -q
 
-# The slow tests also cover the local-server and ray backends, so their extras come first.
 test-all: setup
-	$(PY) -m pip install --quiet -e ".[dev,serving,ray]"
 	$(PY) -m pytest -m "not gpu" -q
 
 quality: setup
