@@ -1,13 +1,14 @@
 """Vectorised 64-bit hashes of tokens and token n-grams, a whole batch of rows at once.
 
-All rows are normalised (`decontam.normalize`), joined with newlines and viewed as one uint8
-array. A token's hash is a polynomial hash over its bytes taken from prefix sums: with an odd
-base P, `sum(c_i * P^i)` over a token, times `P^-start` (odd numbers are invertible modulo
-2^64), does not depend on where the token sits. An n-gram's hash is the same trick one level up,
-over token hashes. Both pass through the splitmix64 finaliser so every bit is mixed. Arithmetic
-wraps modulo 2^64 (numpy uint64), which is what the inverses rely on.
+A batch of normalised rows is one UTF-8 buffer (`decontam.normalize.normalize_batch`). A token's
+hash is a polynomial hash of its bytes, `sum(c_i * P^i)` with an odd base P, salted by its
+length; it is taken 8 bytes at a time from unaligned loads at the token starts, so no array per
+byte is built. An n-gram's hash is the same polynomial one level up, over token hashes, from
+prefix sums: `(prefix[s + n] - prefix[s]) * Q^-s` (odd numbers are invertible modulo 2^64) does
+not depend on where the n-gram sits. Both pass through the splitmix64 finaliser so every bit is
+mixed. Arithmetic wraps modulo 2^64 (numpy uint64), which is what the inverses rely on.
 
-Everything is numpy: no Python loop per token or per n-gram. Memory is about 40 bytes per input
+Everything is numpy: no Python loop per token or per n-gram. Memory is about 10 bytes per input
 byte while a batch is hashed, so callers feed batches of a few MB (`iter_batches`).
 """
 
@@ -21,7 +22,6 @@ U64 = np.uint64
 _MASK = (1 << 64) - 1
 _P = 0x9E3779B97F4A7C15  # odd bases; any odd constant works, these are well-mixed
 _Q = 0xC2B2AE3D27D4EB4F
-_P_INV = pow(_P, -1, 1 << 64)
 _Q_INV = pow(_Q, -1, 1 << 64)
 _LEN_SALT = U64(0xD6E8FEB86659FD93)
 
@@ -30,9 +30,15 @@ def splitmix64(x: np.ndarray) -> np.ndarray:
     """The splitmix64 finaliser, element-wise on a uint64 array (returns a new array)."""
     with np.errstate(over="ignore"):
         x = x + U64(0x9E3779B97F4A7C15)
-        x = (x ^ (x >> U64(30))) * U64(0xBF58476D1CE4E5B9)
-        x = (x ^ (x >> U64(27))) * U64(0x94D049BB133111EB)
-        return x ^ (x >> U64(31))
+        shifted = x >> U64(30)  # one scratch array, the rest in place: these arrays are large
+        x ^= shifted
+        x *= U64(0xBF58476D1CE4E5B9)
+        np.right_shift(x, U64(27), out=shifted)
+        x ^= shifted
+        x *= U64(0x94D049BB133111EB)
+        np.right_shift(x, U64(31), out=shifted)
+        x ^= shifted
+        return x
 
 
 _POWERS: dict[int, np.ndarray] = {}
@@ -52,10 +58,10 @@ def _powers(base: int, count: int) -> np.ndarray:
     return table[:count]
 
 
-def _window(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray, base: int, inv: int):
+def _window(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """Position-free polynomial hash of values[s : s + l] for each (s, l), salted by length."""
     count = len(values)
-    pw, pw_inv = _powers(base, count + 1), _powers(inv, count + 1)
+    pw, pw_inv = _powers(_Q, count + 1), _powers(_Q_INV, count + 1)
     with np.errstate(over="ignore"):
         prefix = np.zeros(count + 1, dtype=U64)
         np.cumsum(values * pw[:count], dtype=U64, out=prefix[1:])
@@ -67,36 +73,63 @@ def token_hashes(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """(hashes, offsets): uint64 hashes of the whitespace-separated tokens of every text.
 
     Tokens of row r are `hashes[offsets[r]:offsets[r + 1]]`. Texts must be normalised (runs of
-    ASCII whitespace separate tokens). Arrow splits the texts and finds the distinct tokens;
-    each distinct token is hashed once and the hashes are gathered back, which is cheaper than
-    hashing every byte of the batch.
+    ASCII whitespace separate tokens).
     """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    lists = pc.ascii_split_whitespace(pa.array(texts, pa.large_string()))
-    row_offsets = lists.offsets.to_numpy().astype(np.int64)
-    words = lists.values
-    word_offsets = _offsets(words)
-    # Arrow yields "" around leading/trailing whitespace and for empty texts: not tokens
-    nonempty = np.diff(word_offsets) > 0
-    kept = np.zeros(len(nonempty) + 1, dtype=np.int64)
-    np.cumsum(nonempty, out=kept[1:])
-    offsets = kept[row_offsets - row_offsets[0]]
-    encoded = pc.dictionary_encode(words.filter(pa.array(nonempty)))
-    vocabulary = encoded.dictionary
-    vocab_offsets = _offsets(vocabulary)
-    data = np.frombuffer(vocabulary.buffers()[2] or b"", dtype=np.uint8)
-    starts = vocab_offsets[:-1]
-    unique = _window(data.astype(U64), starts, np.diff(vocab_offsets), _P, _P_INV)
-    return unique[encoded.indices.to_numpy()], offsets
+    data = (" ".join(texts) + " ").encode().translate(_WHITESPACE)
+    sizes = np.fromiter((len(t.encode()) + 1 for t in texts), np.int64, len(texts))
+    starts = np.zeros(len(texts) + 1, np.int64)
+    np.cumsum(sizes, out=starts[1:])
+    return buffer_token_hashes(data, starts)
 
 
-def _offsets(strings) -> np.ndarray:
-    """The int64 offsets of a (large) string array, relative to its data buffer."""
-    width = np.int64 if strings.type == "large_string" else np.int32
-    raw = np.frombuffer(strings.buffers()[1], dtype=width)
-    return raw[strings.offset : strings.offset + len(strings) + 1].astype(np.int64, copy=False)
+_WHITESPACE = bytes(32 if chr(c) in " \t\n\v\f\r" else c for c in range(256))
+_FIRST_BYTES = np.array([(1 << (8 * k)) - 1 for k in range(8)] + [_MASK], dtype=U64)
+
+
+def buffer_token_hashes(data: bytes, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(hashes, offsets) of the tokens of `data`: runs of bytes other than a space.
+
+    Row r is `data[starts[r]:starts[r + 1]]` (rows must not share a token). The hash of a token
+    is the `_window` hash of its bytes, computed without a per-byte array: the first 8 bytes of
+    every token are one unaligned little-endian load, the polynomial over them one small matrix
+    product, and only tokens longer than 8 bytes read more 8-byte chunks (`_long_tokens`).
+    """
+    size = len(data)
+    buffer = np.frombuffer(data + b" " * 8, np.uint8)  # the padding keeps 8-byte loads inside
+    edges = np.diff(buffer[:size] == 32, prepend=True, append=True)
+    bounds = np.flatnonzero(edges)  # token starts and ends alternate: the ends are spaces
+    first, lengths = bounds[0::2], bounds[1::2] - bounds[0::2]
+    offsets = np.searchsorted(first, starts)
+    loads = np.ndarray((size + 1,), "<u8", buffer, strides=(1,))
+    with np.errstate(over="ignore"):
+        words = loads[first] & _FIRST_BYTES[np.minimum(lengths, 8)]
+        raw = _chunk_polynomials(words)
+        long = np.flatnonzero(lengths > 8)
+        if len(long):
+            raw[long] += _long_tokens(loads, first[long], lengths[long])
+        raw += lengths.astype(U64) * _LEN_SALT
+    return splitmix64(raw), offsets
+
+
+def _chunk_polynomials(words: np.ndarray) -> np.ndarray:
+    """sum(byte_j * P^j) over the 8 little-endian bytes of each uint64."""
+    lanes = words.astype("<u8", copy=False).view(np.uint8).reshape(-1, 8)
+    return np.einsum("ij,j->i", lanes, _powers(_P, 8))
+
+
+def _long_tokens(loads: np.ndarray, first: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The polynomial hash terms of bytes 8.. of each token (P^i weights, i from the start)."""
+    chunks = (lengths - 1) // 8  # beyond the first
+    owner = np.repeat(np.arange(len(first)), chunks)
+    group = np.zeros(len(first), np.int64)
+    np.cumsum(chunks[:-1], out=group[1:])
+    step = np.arange(len(owner)) - group[owner] + 1
+    at = first[owner] + 8 * step
+    left = np.minimum(first[owner] + lengths[owner] - at, 8)
+    with np.errstate(over="ignore"):
+        words = loads[at] & _FIRST_BYTES[left]
+        terms = _chunk_polynomials(words) * _powers(_P, int(8 * step.max()) + 1)[8 * step]
+    return np.add.reduceat(terms, group)
 
 
 def ngram_hashes(
@@ -113,28 +146,53 @@ def ngram_hashes(
     want that; n-gram decontamination does not). `informative` (bool per token) with
     `min_informative` keeps only n-grams with at least that many informative tokens.
     """
-    rows = len(offsets) - 1
     lengths = np.diff(offsets)
-    row_of = np.repeat(np.arange(rows), lengths)
-    total = len(tokens)
-    starts = np.arange(max(0, total - n + 1))
-    keep = row_of[starts] == row_of[starts + n - 1] if len(starts) else starts.astype(bool)
-    if informative is not None and min_informative > 0 and len(starts):
+    hashes = window_hashes(tokens, n)
+    keep = valid_windows(offsets, n, len(hashes))
+    if informative is not None and min_informative > 0 and len(hashes):
         csum = np.concatenate(([0], np.cumsum(informative, dtype=np.int64)))
-        keep &= (csum[starts + n] - csum[starts]) >= min_informative
-    starts = starts[keep]
-    widths = np.full(len(starts), n, dtype=np.int64)
+        keep &= (csum[n:] - csum[:-n]) >= min_informative
+        kept = np.concatenate(([0], np.cumsum(keep, dtype=np.int64)))
+        counts = np.diff(kept[np.minimum(offsets, len(hashes))])
+    else:
+        counts = np.maximum(lengths - n + 1, 0)
+    hashes = hashes[keep]
     if short_rows:
         short = np.flatnonzero((lengths > 0) & (lengths < n))
-        starts = np.concatenate((starts, offsets[short]))
-        widths = np.concatenate((widths, lengths[short]))
-        order = np.argsort(starts, kind="stable")
-        starts, widths = starts[order], widths[order]
-    hashes = _window(tokens, starts, widths, _Q, _Q_INV) if len(starts) else np.zeros(0, U64)
-    counts = np.bincount(row_of[starts], minlength=rows) if len(starts) else np.zeros(rows, int)
-    out_offsets = np.zeros(rows + 1, dtype=np.int64)
+        if len(short):
+            at = np.concatenate(([0], np.cumsum(counts)))[short]
+            extra = _window(tokens, offsets[short], lengths[short])
+            hashes = np.insert(hashes, at, extra)
+            counts[short] = 1
+    out_offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(counts, out=out_offsets[1:])
     return hashes, out_offsets
+
+
+def window_hashes(tokens: np.ndarray, n: int) -> np.ndarray:
+    """The `_window` hash of tokens[s : s + n] for every s, rows ignored (see `valid_windows`)."""
+    count = len(tokens) - n + 1
+    if count <= 0:
+        return np.zeros(0, U64)
+    prefix = np.zeros(len(tokens) + 1, dtype=U64)
+    with np.errstate(over="ignore"):
+        np.cumsum(tokens * _powers(_Q, len(tokens)), dtype=U64, out=prefix[1:])
+        raw = prefix[n:]
+        raw -= prefix[:count]
+        raw *= _powers(_Q_INV, count)
+        raw += U64(n) * _LEN_SALT
+    return splitmix64(raw)
+
+
+def valid_windows(offsets: np.ndarray, n: int, count: int) -> np.ndarray:
+    """Bool per window start s < count: do tokens s .. s + n - 1 lie in one row."""
+    tails = np.minimum(np.diff(offsets), n - 1)  # a row's last n - 1 starts cross its end
+    group = np.zeros(len(tails), np.int64)
+    np.cumsum(tails[:-1], out=group[1:])
+    bad = np.repeat(offsets[1:] - tails - group, tails) + np.arange(int(tails.sum()))
+    keep = np.ones(count, dtype=np.bool_)
+    keep[bad[bad < count]] = False
+    return keep
 
 
 def iter_batches(texts: Sequence[str], max_chars: int = 4_000_000) -> Iterator[tuple[int, int]]:

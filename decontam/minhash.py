@@ -24,8 +24,8 @@ import numpy as np
 from curation.registry import register_stage
 from decontam.base import DecontamStage, Match
 from decontam.bench import all_items
-from decontam.hashing import iter_batches, ngram_hashes, splitmix64, token_hashes
-from decontam.normalize import Mode, check_mode, normalize
+from decontam.hashing import buffer_token_hashes, iter_batches, ngram_hashes, splitmix64
+from decontam.normalize import Mode, check_mode, normalize_batch
 
 if TYPE_CHECKING:
     from curation.context import RunContext
@@ -35,7 +35,7 @@ EMPTY = np.uint32(0xFFFFFFFF)  # every slot of an empty document's signature
 
 def shingles(texts: Sequence[str], k: int, mode: Mode) -> tuple[np.ndarray, np.ndarray]:
     """(hashes, offsets) of word k-shingles; a text shorter than k words is one shingle."""
-    tokens, offsets = token_hashes([normalize(t, mode, collapse=False) for t in texts])
+    tokens, offsets = buffer_token_hashes(*normalize_batch(texts, mode))
     return ngram_hashes(tokens, offsets, k, short_rows=True)
 
 

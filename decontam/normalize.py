@@ -27,7 +27,10 @@ import builtins
 import keyword
 import re
 import unicodedata
+from collections.abc import Sequence
 from typing import Literal
+
+import numpy as np
 
 Mode = Literal["text", "code"]
 MODES: tuple[str, ...] = ("text", "code")
@@ -53,6 +56,11 @@ _ASCII_PUNCT = str.maketrans(
 )
 # ...and whitespace too: what hashing callers use, who split on runs of spaces themselves
 _ASCII_SEPARATORS = str.maketrans({c: " " for c in map(chr, range(128)) if not c.isalnum()})
+# `text` mode of ASCII as one table over UTF-8 bytes, so a whole batch is done by one
+# bytes.translate: lower case, every other non-alphanumeric -> space. Bytes >= 0x80 only occur in
+# rows `normalize` already did, whose ASCII is lower-case alphanumerics and spaces: unchanged.
+_TEXT_BYTES = bytes(ord(c.lower()) if c.isalnum() else 32 for c in map(chr, range(128)))
+_TEXT_BYTES += bytes(range(128, 256))
 
 
 def normalize(text: str, mode: Mode = "text", collapse: bool = True) -> str:
@@ -74,6 +82,29 @@ def normalize(text: str, mode: Mode = "text", collapse: bool = True) -> str:
         bound = bound_names(text)
         return " ".join(PLACEHOLDER if tok in bound else tok for tok in _CODE_TOKEN.findall(text))
     raise ValueError(f"unknown normalisation mode {mode!r}; expected one of {', '.join(MODES)}")
+
+
+def normalize_batch(texts: Sequence[str], mode: Mode = "text") -> tuple[bytes, np.ndarray]:
+    """The texts normalised in `mode` as one UTF-8 buffer, and where each text starts in it.
+
+    Text r is `data[starts[r] : starts[r + 1] - 1]`, followed by a space; its tokens, split on
+    runs of spaces, are those of `normalize(texts[r], mode)`. In `text` mode ASCII texts skip the
+    per-text call: one `bytes.translate` over the buffer does their lower case and punctuation.
+    """
+    check_mode(mode, "normalize_batch")
+    if mode == "text":
+        parts = [t if t.isascii() else normalize(t, mode, collapse=False) for t in texts]
+    else:
+        parts = [normalize(t, mode) for t in texts]
+    joined = " ".join(parts) + " "
+    data = joined.encode()
+    if len(data) == len(joined):  # all ASCII: characters are bytes
+        sizes = np.fromiter(map(len, parts), np.int64, len(parts))
+    else:
+        sizes = np.fromiter((len(p.encode()) for p in parts), np.int64, len(parts))
+    starts = np.zeros(len(parts) + 1, np.int64)
+    np.cumsum(sizes + 1, out=starts[1:])
+    return (data.translate(_TEXT_BYTES) if mode == "text" else data), starts
 
 
 def bound_names(code: str) -> set[str]:
