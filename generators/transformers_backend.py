@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import inspect
 import threading
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,9 @@ class TransformersBackend:
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.lm = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
         self.lm.to(self.device).eval()
+        # transformers 5.x renamed the KV-cache argument (`past_key_values` warns, then goes).
+        forward_args = inspect.signature(self.lm.forward).parameters
+        self._cache_arg = "cache" if "cache" in forward_args else "past_key_values"
         self.eos_id = self.tokenizer.eos_token_id
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         self._lock = threading.Lock()
@@ -133,8 +137,8 @@ class TransformersBackend:
                     input_ids=step_ids.to(self.device),
                     attention_mask=mask.to(self.device),
                     position_ids=step_pos.to(self.device),
-                    past_key_values=cache,
                     use_cache=True,
+                    **{self._cache_arg: cache},
                 ).logits[:, -1, :]
                 uniforms = torch.cat([torch.rand(1, generator=g) for g in gens])
                 chosen = sample_tokens(logits.float().cpu(), temps, top_p, uniforms).tolist()
