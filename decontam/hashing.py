@@ -195,13 +195,15 @@ def valid_windows(offsets: np.ndarray, n: int, count: int) -> np.ndarray:
     return keep
 
 
-def iter_batches(texts: Sequence[str], max_chars: int = 4_000_000) -> Iterator[tuple[int, int]]:
-    """(start, stop) row ranges whose texts hold about `max_chars` characters each."""
-    start, size = 0, 0
-    for i, text in enumerate(texts):
-        size += len(text) + 1
-        if size >= max_chars:
-            yield start, i + 1
-            start, size = i + 1, 0
-    if start < len(texts):
-        yield start, len(texts)
+def iter_batches(texts: Sequence[str], max_chars: int = 500_000) -> Iterator[tuple[int, int]]:
+    """(start, stop) row ranges whose texts hold about `max_chars` characters each.
+
+    Half a MB of text keeps a batch's per-token arrays in a core's L2 cache: MinHash signatures
+    took ~30% less CPU than with 4 MB batches (benchmarks/minhash.py).
+    """
+    if not len(texts):
+        return
+    ends = np.cumsum(np.fromiter(map(len, texts), np.int64, len(texts)) + 1)
+    cuts = np.searchsorted(ends, np.arange(max_chars, ends[-1], max_chars)) + 1
+    bounds = [0, *np.unique(cuts[cuts < len(texts)]).tolist(), len(texts)]
+    yield from zip(bounds[:-1], bounds[1:], strict=True)
