@@ -127,7 +127,7 @@ async def backend_path(base_url: str, args: argparse.Namespace, marks: dict) -> 
         from curation.context import CachedTeacher
 
         cache = RequestCache(Path(args.scratch) / "requests.sqlite")
-        generate = CachedTeacher("load", backend, cache, lambda *a: None).generate
+        generate = CachedTeacher("load", backend, cache).generate
     ok = 0
     with Sampler() as sampler:
         for start in range(0, args.requests, args.batch):

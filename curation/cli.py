@@ -162,7 +162,8 @@ def build(
         console.print(
             f"teacher {name}: {usage['new_requests']} new requests, {usage['cached_requests']} "
             f"cached, {usage['failed_requests']} failed; {usage['completion_tokens']:,} "
-            "completion tokens",
+            "completion tokens"
+            + (f", ${usage['cost_usd']:.4f} at its prices" if "cost_usd" in usage else ""),
             highlight=False,
         )
     if result.status == "up_to_date":

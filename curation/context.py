@@ -39,10 +39,21 @@ class TeacherUsage:
 class CachedTeacher:
     """A backend behind the request cache. Misses go to the backend in chunks, each committed."""
 
-    def __init__(self, name: str, backend: Any, cache: RequestCache, on_progress: Callable):
+    def __init__(
+        self,
+        name: str,
+        backend: Any,
+        cache: RequestCache,
+        on_progress: Callable[..., None] | None = None,
+    ) -> None:
+        """`on_progress(done, tokens, planned=0, *, teacher, cost)`, as `BuildProgress.requests`."""
         self.name, self.backend, self.cache = name, backend, cache
         self.usage = TeacherUsage()
-        self._on_progress = on_progress
+        self._on_progress = on_progress or (lambda *args, **kwargs: None)
+        # USD for (prompt, completion) tokens when the backend knows its prices, else None.
+        self._cost: Callable[[int, int], float | None] = getattr(
+            backend, "cost", lambda prompt, completion: None
+        )
         fingerprint = getattr(backend, "fingerprint", "")
         self.identity = f"{backend.model}@{fingerprint}" if fingerprint else backend.model
         self.chunk_size = max(1, int(getattr(backend, "batch_size", 16)))  # one commit per batch
@@ -94,7 +105,8 @@ class CachedTeacher:
     def _count(self, out: list[GenerationResponse | None], indices: list[int]) -> None:
         if not indices:
             return
-        tokens = 0
+        prompt_tokens = completion_tokens = 0
+        new_tokens = [0, 0]  # (prompt, completion) of answers paid for in this run
         for i in indices:
             response = out[i]
             assert response is not None, "every counted request has a response"
@@ -105,10 +117,18 @@ class CachedTeacher:
                 self.usage.cached_requests += 1
             else:
                 self.usage.new_requests += 1
-            self.usage.prompt_tokens += response.prompt_tokens
-            self.usage.completion_tokens += response.completion_tokens
-            tokens += response.completion_tokens
-        self._on_progress(len(indices), tokens)
+                new_tokens[0] += response.prompt_tokens
+                new_tokens[1] += response.completion_tokens
+            prompt_tokens += response.prompt_tokens
+            completion_tokens += response.completion_tokens
+        self.usage.prompt_tokens += prompt_tokens
+        self.usage.completion_tokens += completion_tokens
+        self._on_progress(
+            len(indices),
+            completion_tokens,
+            teacher=self.name,
+            cost=self._cost(*new_tokens),
+        )
 
 
 @dataclass

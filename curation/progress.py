@@ -1,7 +1,7 @@
 """Build progress: rich bars on a terminal, plain log lines everywhere else.
 
-Shows shards, the rows of the current stage, model requests (new and cached) and tokens, with
-rates and ETA. When stdout is not a terminal (CI, `| tee`, nohup) the same facts go out as log
+Shows shards, the rows of the current stage, model requests (new and cached), tokens per teacher
+and, for teachers with `prices`, what this run has spent, with rates and ETA. When stdout is not a terminal (CI, `| tee`, nohup) the same facts go out as log
 lines: one per finished stage and at most one every `log_every` seconds while requests run.
 """
 
@@ -26,6 +26,8 @@ class BuildProgress:
         self.live = console.is_terminal
         self.log_every = log_every
         self.requests_done = self.requests_planned = self.tokens = 0
+        self.teacher_tokens: dict[str, int] = {}
+        self.teacher_cost: dict[str, float] = {}  # USD of new answers; only priced teachers
         self._last_log = time.monotonic()
         self._progress: Progress | None = None
         if self.live:
@@ -65,21 +67,49 @@ class BuildProgress:
         if self._progress is not None:
             self._progress.advance(self._shards)
 
-    def requests(self, done: int, tokens: int, planned: int = 0) -> None:
+    def requests(
+        self,
+        done: int,
+        tokens: int,
+        planned: int = 0,
+        *,
+        teacher: str = "",
+        cost: float | None = None,
+    ) -> None:
+        """`done` requests answered with `tokens` completion tokens, `planned` more announced.
+
+        `cost` is what the new answers among them cost (None: the teacher has no prices).
+        """
         self.requests_done += done
         self.requests_planned += planned
         self.tokens += tokens
+        if teacher:
+            self.teacher_tokens[teacher] = self.teacher_tokens.get(teacher, 0) + tokens
+            if cost is not None:
+                self.teacher_cost[teacher] = self.teacher_cost.get(teacher, 0.0) + cost
         if self._progress is not None:
             self._progress.update(
                 self._requests,
                 completed=self.requests_done,
                 total=self.requests_planned or None,
-                extra=f"{self.tokens:,} tokens",
+                extra=self.usage_text(),
             )
         elif done and time.monotonic() - self._last_log >= self.log_every:
-            self._log(
-                f"requests {self.requests_done}/{self.requests_planned}, {self.tokens:,} tokens"
-            )
+            self._log(f"requests {self.requests_done}/{self.requests_planned}, {self.usage_text()}")
+
+    def usage_text(self) -> str:
+        """e.g. `12,400 tokens, $0.0310` or, with two teachers, `... (reasoner 9,000 $0.0310;
+        judge 3,400)`; costs only appear for teachers with prices."""
+        text = f"{self.tokens:,} tokens"
+        if self.teacher_cost:
+            text += f", ${sum(self.teacher_cost.values()):.4f}"
+        if len(self.teacher_tokens) > 1:
+            parts = []
+            for name, count in self.teacher_tokens.items():
+                cost = self.teacher_cost.get(name)
+                parts.append(f"{name} {count:,}" + (f" ${cost:.4f}" if cost is not None else ""))
+            text += f" ({'; '.join(parts)})"
+        return text
 
     def _log(self, message: str) -> None:
         self._last_log = time.monotonic()

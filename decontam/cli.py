@@ -123,9 +123,7 @@ def _context(stages: list[DecontamStage], cache_dir: Path, backend: str, model: 
         from curation.registry import make_backend
 
         cache = RequestCache(cache_dir / "judge-requests.sqlite")
-        ctx.teachers["judge"] = CachedTeacher(
-            "judge", make_backend(backend, model=model), cache, lambda *a: None
-        )
+        ctx.teachers["judge"] = CachedTeacher("judge", make_backend(backend, model=model), cache)
     return ctx
 
 

@@ -123,7 +123,7 @@ def agreement(
     )
     request_cache = RequestCache(cache_path)
     ctx = RunContext(dataset=dataset, version=version, seed=seed)
-    ctx.teachers["judge"] = CachedTeacher("judge", backend, request_cache, lambda *_: None)
+    ctx.teachers["judge"] = CachedTeacher("judge", backend, request_cache)
     try:
         report = asyncio.run(
             judge_agreement(

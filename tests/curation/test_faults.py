@@ -218,7 +218,7 @@ def test_a_request_asked_twice_in_one_batch_is_sent_once(server, tmp_path):
     server.plan = FaultPlan()
     cache = RequestCache(tmp_path / "requests.sqlite")
     backend = OpenAIBackend("fault-model", base_url=server.base_url, group_samples=False)
-    teacher = CachedTeacher("reasoner", backend, cache, lambda *_: None)
+    teacher = CachedTeacher("reasoner", backend, cache)
     ask = GenerationRequest.build([{"role": "user", "content": "2+2?"}], SamplingParams())
     other = GenerationRequest.build([{"role": "user", "content": "3+3?"}], SamplingParams())
     out = asyncio.run(teacher.generate([ask, other, ask]))

@@ -68,7 +68,7 @@ def test_embed_judge_catches_reworded_items(humaneval, unrelated, tmp_path):
     judge = FakeJudge()
     cache = RequestCache(tmp_path / "requests.sqlite")
     ctx = RunContext(dataset="d", version="v", seed=0, base_dir=tmp_path)
-    ctx.teachers["judge"] = CachedTeacher("judge", judge, cache, lambda *a: None)
+    ctx.teachers["judge"] = CachedTeacher("judge", judge, cache)
     stage = EmbedJudgeDecontam(benchmarks=["humaneval"], judge="judge", top_k=3)
 
     def rows():

@@ -84,7 +84,7 @@ def make_context(tmp_path: Path, seed: int = 0, **backends: object) -> RunContex
     cache = RequestCache(tmp_path / "requests.sqlite")
     ctx = RunContext(dataset="test", version="v", seed=seed, base_dir=tmp_path)
     for name, backend in backends.items():
-        ctx.teachers[name] = CachedTeacher(name, backend, cache, lambda *_: None)
+        ctx.teachers[name] = CachedTeacher(name, backend, cache)
     return ctx
 
 

@@ -58,7 +58,7 @@ def scripted_ctx(tmp_path: Path, **scripts: Script) -> RunContext:
     ctx = RunContext(dataset="t", version="v0", seed=0, base_dir=tmp_path)
     for name, script in scripts.items():
         backend = ScriptedBackend(model=f"{name}-model", respond=script)
-        ctx.teachers[name] = CachedTeacher(name, backend, cache, lambda *a, **k: None)
+        ctx.teachers[name] = CachedTeacher(name, backend, cache)
     return ctx
 
 
