@@ -14,9 +14,9 @@ datasketch's (tests/decontam/test_minhash.py checks the two agree), not bit for 
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import chain
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -53,20 +53,19 @@ def signatures(
         matrix = rensa.RMinHash.digest_matrix_from_flat_token_hashes(
             hashes, offsets.astype(np.uint64), num_perm=num_perm, seed=seed
         )
-        flat = np.fromiter(
-            chain.from_iterable(matrix.to_rows()), np.uint32, (stop - start) * num_perm
-        )
-        parts.append(flat.reshape(stop - start, num_perm))
+        # rensa hands out Python lists only; array.array packs each one in C
+        flat = b"".join([array("I", row) for row in matrix.to_rows()])
+        parts.append(np.frombuffer(flat, np.uint32).reshape(stop - start, num_perm))
     return np.concatenate(parts) if parts else np.zeros((0, num_perm), np.uint32)
 
 
 def band_keys(sigs: np.ndarray, bands: int) -> np.ndarray:
     """(rows, bands) uint64 keys; equal keys = equal band (up to 64-bit collisions)."""
     rows = sigs.shape[1] // bands
-    parts = sigs[:, : bands * rows].reshape(len(sigs), bands, rows).astype(np.uint64)
+    parts = sigs[:, : bands * rows].reshape(len(sigs), bands, rows)
     mult = splitmix64(np.arange(1, rows + 1, dtype=np.uint64)) | np.uint64(1)
+    mixed = np.einsum("rbk,k->rb", parts, mult)  # wraps modulo 2^64, like the uint64 sum
     with np.errstate(over="ignore"):
-        mixed = (parts * mult).sum(axis=2, dtype=np.uint64)
         return splitmix64(mixed + np.arange(bands, dtype=np.uint64))
 
 
@@ -76,33 +75,32 @@ def jaccard(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 class MinHashIndex:
-    """Benchmark signatures with their band keys sorted per band, for candidate lookups."""
+    """Benchmark signatures and the band keys of all bands in one sorted array.
+
+    One array serves every band because a key holds its band's number (`band_keys`).
+    """
 
     def __init__(self, sigs: np.ndarray, bands: int):
         self.sigs, self.bands = sigs, bands
-        keys = band_keys(sigs, bands)
-        valid = sigs[:, 0] != EMPTY
-        self.order = [np.flatnonzero(valid)[np.argsort(keys[valid, j])] for j in range(bands)]
-        self.sorted = [keys[o, j] for j, o in enumerate(self.order)]
+        valid = np.flatnonzero(sigs[:, 0] != EMPTY)
+        keys = band_keys(sigs[valid], bands).ravel()
+        order = np.argsort(keys)
+        self.sorted, self.owner = keys[order], valid[order // bands]
 
     def candidates(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Unique (row, item) pairs sharing at least one band."""
-        rows_out, items_out = [], []
-        for j in range(self.bands):
-            lo = np.searchsorted(self.sorted[j], keys[:, j], "left")
-            hi = np.searchsorted(self.sorted[j], keys[:, j], "right")
-            width = hi - lo
-            if not width.any():
-                continue
-            starts = np.repeat(lo - np.concatenate(([0], np.cumsum(width)[:-1])), width)
-            rows_out.append(np.repeat(np.arange(len(keys)), width))
-            items_out.append(self.order[j][starts + np.arange(width.sum())])
-        if not rows_out:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        pairs = np.unique(
-            np.stack([np.concatenate(rows_out), np.concatenate(items_out)], 1), axis=0
-        )
-        return pairs[:, 0], pairs[:, 1]
+        flat = keys.ravel()
+        order = np.argsort(flat)  # sorted queries make the binary searches walk the index in order
+        queries = flat[order]
+        lo = np.searchsorted(self.sorted, queries, "left")
+        width = np.searchsorted(self.sorted, queries, "right") - lo
+        hit = np.flatnonzero(width)
+        lo, width = lo[hit], width[hit]
+        starts = np.repeat(lo - np.concatenate(([0], np.cumsum(width)[:-1])), width)
+        rows = np.repeat(order[hit] // self.bands, width)
+        items = self.owner[starts + np.arange(len(starts))]
+        pairs = np.unique(rows * len(self.sigs) + items)
+        return pairs // len(self.sigs), pairs % len(self.sigs)
 
     def query(self, sigs: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
         """Per row: best item with estimated Jaccard >= threshold (-1 = none), and that score."""
