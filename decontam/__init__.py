@@ -1,4 +1,4 @@
 """Benchmark decontamination (DESIGN §7). Importing the package registers its stages:
-`decontam.ngram`, `decontam.minhash`, `decontam.embed`."""
+`decontam.ngram`, `decontam.minhash`, `decontam.embed`, `decontam.exact`."""
 
-from decontam import embed, minhash, ngram  # noqa: F401
+from decontam import embed, exact, minhash, ngram  # noqa: F401

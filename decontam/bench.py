@@ -8,6 +8,11 @@ take them:
 - `math500`, `aime24`, `gpqa_diamond`, `mmlu`, `mmlu_pro` — Hugging Face `datasets` by name;
   they load from the local HF cache (or the network when there is one) and otherwise fail with
   an error naming the dataset and the local-file alternative.
+- `tinyworld` — offline: the held-out tinyworld tasks that `thinkmix teacher eval` and
+  `thinkmix train eval` score (seed `EVAL_SEED`, the default 50 per family); the item text is the
+  prompt, the id the task id (`code-12345-7`). Decontaminating the embedded default's blends
+  against it keeps those evaluations held out: the code and instruct families are small enough
+  that training seeds draw the evaluation's prompts again.
 - `NAME=PATH` — any local .jsonl/.json/.parquet/.csv; the item text is the column `field`
   (default `prompt`), the id the column `id_field` when given, else the row number.
 
@@ -80,6 +85,20 @@ def _humaneval(field: str, id_field: str | None) -> list[BenchItem]:
     with gzip.open(path, "rt", encoding="utf-8") as f:
         rows = [json.loads(line) for line in f if line.strip()]
     return _items("humaneval", rows, field, id_field or "task_id", str(path))
+
+
+@register_benchmark(
+    "tinyworld", "tinyworld held-out evaluation tasks, 50 per family (offline)", "prompt"
+)
+def _tinyworld(field: str, id_field: str | None) -> list[BenchItem]:
+    from curation.teacher.evaluate import EVAL_PER_FAMILY, EVAL_SEED
+    from curation.tinyworld import FAMILIES, generate
+
+    return [
+        BenchItem("tinyworld", task.task_id, task.prompt)
+        for family in FAMILIES
+        for task in generate(family, EVAL_PER_FAMILY, EVAL_SEED)
+    ]
 
 
 def _hf_loader(name: str, repo: str, config: str | None, split: str, id_field: str | None):

@@ -23,11 +23,13 @@ from curation.record import Record
 from decontam.base import DecontamStage
 from decontam.bench import BENCHMARKS, BenchmarkError, load_benchmark, read_rows
 
-decontam_app = typer.Typer(help="Benchmark decontamination: n-gram, MinHash, embedding + judge.")
+decontam_app = typer.Typer(
+    help="Benchmark decontamination: n-gram, MinHash, exact, embedding + judge."
+)
 bench_app = typer.Typer(help="The benchmark registry.")
 decontam_app.add_typer(bench_app, name="bench")
 
-METHODS = ("ngram", "minhash", "embed")
+METHODS = ("ngram", "minhash", "exact", "embed")
 
 
 def _fail(message: str) -> None:
@@ -77,6 +79,7 @@ def _file_records(path: Path, field: str) -> list[Record]:
 
 def build_stages(methods: list[str], bench: str, options: dict) -> list[DecontamStage]:
     from decontam.embed import EmbedJudgeDecontam
+    from decontam.exact import ExactDecontam
     from decontam.minhash import MinHashDecontam
     from decontam.ngram import NgramDecontam
 
@@ -89,6 +92,9 @@ def build_stages(methods: list[str], bench: str, options: dict) -> list[Decontam
         elif method == "minhash":
             mode = "text" if options["mode"] == "both" else options["mode"]
             out.append(MinHashDecontam(threshold=options["threshold"], mode=mode, **common))
+        elif method == "exact":
+            mode = "text" if options["mode"] == "both" else options["mode"]
+            out.append(ExactDecontam(mode=mode, **common))
         elif method == "embed":
             out.append(EmbedJudgeDecontam(judge="judge", **common))
         else:
@@ -131,7 +137,7 @@ def _context(stages: list[DecontamStage], cache_dir: Path, backend: str, model: 
 def run(
     input: Annotated[str, typer.Argument(help="A .jsonl/.parquet/.csv file, or a version ref.")],
     bench: Annotated[str, typer.Option(help="Benchmarks: humaneval,NAME=PATH,...")] = "humaneval",
-    method: Annotated[str, typer.Option(help="ngram,minhash,embed")] = "ngram",
+    method: Annotated[str, typer.Option(help="ngram,minhash,exact,embed")] = "ngram",
     field: Annotated[str, typer.Option(help="Row field holding the text (files).")] = "text",
     report: Annotated[Path | None, typer.Option(help="Write flagged rows as JSON lines.")] = None,
     n: Annotated[int, typer.Option(help="N-gram size (13 lm-eval, 8 open-r1).")] = 13,

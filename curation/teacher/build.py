@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from curation.record import SYSTEM_PROMPTS
+from curation.teacher.evaluate import EVAL_PER_FAMILY
 from curation.teacher.paths import EMBEDDED_DIR, resolve_model
 from curation.tinyworld import FAMILIES, format_output, generate
 
@@ -112,7 +113,7 @@ def build_teacher(
     batch_size: int = 32,
     learning_rate: float = 3e-3,
     max_steps: int | None = 1000,
-    eval_per_family: int = 50,
+    eval_per_family: int = EVAL_PER_FAMILY,
 ) -> dict[str, Any]:
     """Generate data, train, save to `out_dir`, evaluate, write `eval.json`; return the report."""
     import torch

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
+from curation.teacher.evaluate import EVAL_PER_FAMILY
 from curation.teacher.paths import EMBEDDED_DIR, resolve_model
 
 teacher_app = typer.Typer(help="Build and evaluate the embedded tiny teacher (DESIGN §11).")
@@ -56,7 +57,7 @@ def build(
 @teacher_app.command("eval")
 def eval_(
     model: Annotated[str, typer.Option(help='"embedded" or a local HF model dir.')] = "embedded",
-    per_family: Annotated[int, typer.Option(help="Held-out tasks per family.")] = 50,
+    per_family: Annotated[int, typer.Option(help="Held-out tasks per family.")] = EVAL_PER_FAMILY,
 ) -> None:
     """Greedy held-out accuracy per family x reasoning on/off."""
     from curation.teacher.evaluate import evaluate_teacher

@@ -20,6 +20,7 @@ from curation.tinyworld import FAMILIES, Task, generate
 from generators.base import GenerationRequest, SamplingParams
 
 EVAL_SEED = 12345  # disjoint from the training seeds (0..)
+EVAL_PER_FAMILY = 50  # the default held-out set; `decontam`'s `tinyworld` benchmark holds it
 _BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
 _LETTER = re.compile(r"\(([A-D])\)")
 _CODE = re.compile(r"```python\n(.*?)```", re.S)
@@ -69,7 +70,10 @@ def run_tests(solution: str, tests: str, timeout: float = 5.0) -> bool:
 
 
 def evaluate_teacher(
-    model_dir: str | Path, per_family: int = 50, seed: int = EVAL_SEED, max_tokens: int = 320
+    model_dir: str | Path,
+    per_family: int = EVAL_PER_FAMILY,
+    seed: int = EVAL_SEED,
+    max_tokens: int = 320,
 ) -> dict[str, Any]:
     """Greedy held-out accuracy and format compliance per family x reasoning on/off."""
     from generators.transformers_backend import TransformersBackend
