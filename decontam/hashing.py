@@ -84,6 +84,7 @@ def token_hashes(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
 
 _WHITESPACE = bytes(32 if chr(c) in " \t\n\v\f\r" else c for c in range(256))
 _FIRST_BYTES = np.array([(1 << (8 * k)) - 1 for k in range(8)] + [_MASK], dtype=U64)
+_SALTS = np.arange(9, dtype=U64) * _LEN_SALT
 
 
 def buffer_token_hashes(data: bytes, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -102,12 +103,13 @@ def buffer_token_hashes(data: bytes, starts: np.ndarray) -> tuple[np.ndarray, np
     offsets = np.searchsorted(first, starts)
     loads = np.ndarray((size + 1,), "<u8", buffer, strides=(1,))
     with np.errstate(over="ignore"):
-        words = loads[first] & _FIRST_BYTES[np.minimum(lengths, 8)]
-        raw = _chunk_polynomials(words)
+        head = np.minimum(lengths, 8)
+        raw = _chunk_polynomials(loads[first] & _FIRST_BYTES[head])
+        raw += _SALTS[head]
         long = np.flatnonzero(lengths > 8)
         if len(long):
             raw[long] += _long_tokens(loads, first[long], lengths[long])
-        raw += lengths.astype(U64) * _LEN_SALT
+            raw[long] += (lengths[long] - 8).astype(U64) * _LEN_SALT
     return splitmix64(raw), offsets
 
 
@@ -177,8 +179,7 @@ def window_hashes(tokens: np.ndarray, n: int) -> np.ndarray:
     prefix = np.zeros(len(tokens) + 1, dtype=U64)
     with np.errstate(over="ignore"):
         np.cumsum(tokens * _powers(_Q, len(tokens)), dtype=U64, out=prefix[1:])
-        raw = prefix[n:]
-        raw -= prefix[:count]
+        raw = prefix[n:] - prefix[:count]
         raw *= _powers(_Q_INV, count)
         raw += U64(n) * _LEN_SALT
     return splitmix64(raw)
