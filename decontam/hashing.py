@@ -171,16 +171,17 @@ def ngram_hashes(
     return hashes, out_offsets
 
 
-def window_hashes(tokens: np.ndarray, n: int) -> np.ndarray:
-    """The `_window` hash of tokens[s : s + n] for every s, rows ignored (see `valid_windows`)."""
+def window_hashes(tokens: np.ndarray, n: int, step: int = 1) -> np.ndarray:
+    """The `_window` hash of tokens[s : s + n] for s = 0, step, 2 * step, ..., rows ignored (see
+    `valid_windows`)."""
     count = len(tokens) - n + 1
     if count <= 0:
         return np.zeros(0, U64)
     prefix = np.zeros(len(tokens) + 1, dtype=U64)
     with np.errstate(over="ignore"):
         np.cumsum(tokens * _powers(_Q, len(tokens)), dtype=U64, out=prefix[1:])
-        raw = prefix[n:] - prefix[:count]
-        raw *= _powers(_Q_INV, count)
+        raw = prefix[n : n + count : step] - prefix[:count:step]
+        raw *= _powers(_Q_INV, count)[::step]
         raw += U64(n) * _LEN_SALT
     return splitmix64(raw)
 

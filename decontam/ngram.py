@@ -1,9 +1,10 @@
 """N-gram overlap against benchmarks: a hashed index built once, rows scanned with numpy.
 
 lm-eval uses 13-grams, open-r1 8-grams; `n` is a parameter. The index holds the sorted, unique
-(n-gram hash, item) pairs of every benchmark item plus a byte table indexed by the hash's top
-bits, so most row n-grams are rejected by one table read before any binary search. Indices are
-cached on disk as .npz, keyed by the benchmark contents, `n`, `mode` and `DECONTAM_VERSION`.
+(n-gram hash, item) pairs of every benchmark item behind a bit filter, so most row n-grams are
+rejected by one table read before any binary search; in text mode a sparse probe of shorter
+windows first skips the rows that cannot match (`NgramIndex`). Indices are cached on disk as
+.npz, keyed by the benchmark contents, `n`, `mode`, `DECONTAM_VERSION` and the index format.
 
     stages:
       - {type: decontam.ngram, benchmarks: [humaneval], n: 13}
@@ -25,7 +26,13 @@ from curation.registry import register_stage
 from curation.store import atomic_write_bytes
 from decontam.base import DECONTAM_VERSION, DecontamStage, Match
 from decontam.bench import BenchItem, all_items, fingerprint
-from decontam.hashing import buffer_token_hashes, iter_batches, ngram_hashes, token_hashes
+from decontam.hashing import (
+    buffer_token_hashes,
+    iter_batches,
+    ngram_hashes,
+    token_hashes,
+    window_hashes,
+)
 from decontam.normalize import PLACEHOLDER, Mode, check_mode, normalize_batch
 
 if TYPE_CHECKING:
@@ -37,16 +44,50 @@ if TYPE_CHECKING:
 CODE_MIN_FRACTION = 0.2
 _PLACEHOLDER_HASH = int(token_hashes([PLACEHOLDER])[0][0])
 _BITS = np.uint8(1) << np.arange(8, dtype=np.uint8)
+_INDEX_FORMAT = 2  # 2: the text-mode probe m-grams are stored too
 
 
 def row_ngrams(texts: Sequence[str], n: int, mode: Mode) -> tuple[np.ndarray, np.ndarray]:
     """(hashes, offsets) of the n-grams of normalised texts; in `code` mode an n-gram needs at
     least half its tokens to be something other than a renamed identifier."""
-    tokens, offsets = buffer_token_hashes(*normalize_batch(texts, mode))
+    return _ngrams(*buffer_token_hashes(*normalize_batch(texts, mode)), n, mode)
+
+
+def _ngrams(tokens: np.ndarray, offsets: np.ndarray, n: int, mode: Mode):
     if mode == "code":
         informative = tokens != np.uint64(_PLACEHOLDER_HASH)
         return ngram_hashes(tokens, offsets, n, informative=informative, min_informative=n // 2)
     return ngram_hashes(tokens, offsets, n)
+
+
+class HashSet:
+    """Sorted uint64 hashes behind a bit filter of 64 bits per hash (the top bits pick a byte,
+    the low 3 bits a bit in it): ~1.5% of absent hashes pass on to the binary search. A byte
+    per slot at 16 slots per hash let 6% pass, in twice the memory."""
+
+    def __init__(self, hashes: np.ndarray):
+        self.hashes = hashes
+        bits = max(13, min(28, math.ceil(math.log2(max(1, len(hashes)) * 8))))
+        self.shift = np.uint64(64 - bits)
+        self.filter = np.zeros(1 << bits, dtype=np.uint8)
+        np.bitwise_or.at(self.filter, self._slots(hashes), _BITS[hashes & np.uint64(7)])
+
+    def _slots(self, hashes: np.ndarray) -> np.ndarray:
+        return (hashes >> self.shift).astype(np.int64)
+
+    def lookup(self, queries: np.ndarray) -> np.ndarray:
+        """Bool per query: is this hash in the set."""
+        # bytes 0 or one set bit seen as bool: every nonzero one is a candidate and gets a clean
+        # True or False below
+        hit = (self.filter[self._slots(queries)] & _BITS[queries & np.uint64(7)]).view(np.bool_)
+        candidates = np.flatnonzero(hit)
+        # sorted queries make numpy's binary search walk the index in order, ~8x faster than
+        # random ones here even with the sort
+        order = np.argsort(queries[candidates])
+        sub = queries[candidates[order]]
+        pos = np.minimum(np.searchsorted(self.hashes, sub), len(self.hashes) - 1)
+        hit[candidates[order]] = self.hashes[pos] == sub
+        return hit
 
 
 @dataclass
@@ -60,57 +101,78 @@ class RowHits:
 
 
 class NgramIndex:
-    """Sorted unique (hash, item) pairs of benchmark n-grams, with a prefilter byte table."""
+    """Sorted unique (hash, item) pairs of benchmark n-grams, behind a bit filter (`HashSet`).
 
-    def __init__(self, hashes: np.ndarray, items: np.ndarray, item_counts: np.ndarray, n: int):
+    In text mode a scan first probes only every `step`-th window of m = n - step + 1 tokens
+    against the items' m-grams (`probe`): each n-gram holds such a window, and m-grams of an
+    item n-gram are m-grams of the item, so a row without a probe hit has no n-gram in the index
+    and is not hashed further. That is `step` times fewer hashes and lookups for most rows.
+    """
+
+    def __init__(
+        self,
+        hashes: np.ndarray,
+        items: np.ndarray,
+        item_counts: np.ndarray,
+        n: int,
+        probe: np.ndarray | None = None,
+    ):
         self.hashes, self.items, self.item_counts, self.n = hashes, items, item_counts, n
-        # a bit filter of 64 bits per hash: the top bits pick a byte, the low 3 bits a bit in it;
-        # ~1.5% of absent hashes pass on to the binary search (a byte per slot at 16 slots per
-        # hash let 6% pass, in twice the memory)
-        bits = max(13, min(28, math.ceil(math.log2(max(1, len(hashes)) * 8))))
-        self.shift = np.uint64(64 - bits)
-        self.filter = np.zeros(1 << bits, dtype=np.uint8)
-        np.bitwise_or.at(self.filter, self._slots(hashes), _BITS[hashes & np.uint64(7)])
+        self.grams = HashSet(hashes)
+        self.step = probe_step(n)
+        self.probe = HashSet(probe) if probe is not None and self.step > 1 else None
 
     @classmethod
     def build(cls, items: Sequence[BenchItem], n: int, mode: Mode = "text") -> NgramIndex:
-        hashes, offsets = row_ngrams([i.text for i in items], n, mode)
+        tokens, token_offsets = buffer_token_hashes(*normalize_batch([i.text for i in items], mode))
+        hashes, offsets = _ngrams(tokens, token_offsets, n, mode)
         owner = np.repeat(np.arange(len(items), dtype=np.int64), np.diff(offsets))
-        pairs = np.unique(np.stack([hashes, owner.astype(np.uint64)], axis=1), axis=0)
-        counts = np.bincount(pairs[:, 1].astype(np.int64), minlength=len(items))
-        return cls(pairs[:, 0].copy(), pairs[:, 1].astype(np.int64), counts, n)
+        # owners ascend, so a stable sort by hash orders the pairs by (hash, item)
+        order = np.argsort(hashes, kind="stable")
+        hashes, owner = hashes[order], owner[order]
+        first = np.ones(len(hashes), np.bool_)
+        first[1:] = (hashes[1:] != hashes[:-1]) | (owner[1:] != owner[:-1])
+        hashes, owner = hashes[first], owner[first]
+        counts = np.bincount(owner, minlength=len(items))
+        probe = None
+        if mode == "text" and probe_step(n) > 1:
+            probe = np.sort(ngram_hashes(tokens, token_offsets, n - probe_step(n) + 1)[0])
+            probe = probe[np.r_[True, probe[1:] != probe[:-1]]] if len(probe) else probe
+        return cls(hashes, owner, counts, n, probe)
 
     def save(self, path: Path) -> None:
         import io
 
         buffer = io.BytesIO()
-        np.savez(buffer, hashes=self.hashes, items=self.items, counts=self.item_counts, n=self.n)
+        probe = self.probe.hashes if self.probe is not None else np.zeros(0, np.uint64)
+        np.savez(
+            buffer,
+            hashes=self.hashes,
+            items=self.items,
+            counts=self.item_counts,
+            n=self.n,
+            probe=probe,
+        )
         atomic_write_bytes(path, buffer.getvalue())
 
     @classmethod
     def load(cls, path: Path) -> NgramIndex:
         with np.load(path) as data:
-            return cls(data["hashes"], data["items"], data["counts"], int(data["n"]))
+            probe = data["probe"]
+            return cls(
+                data["hashes"],
+                data["items"],
+                data["counts"],
+                int(data["n"]),
+                probe if len(probe) else None,
+            )
 
     def __len__(self) -> int:
         return len(self.hashes)
 
     def lookup(self, queries: np.ndarray) -> np.ndarray:
         """Bool per query: is this hash in the index."""
-        # bytes 0 or one set bit seen as bool: every nonzero one is a candidate and gets a clean
-        # True or False below
-        hit = (self.filter[self._slots(queries)] & _BITS[queries & np.uint64(7)]).view(np.bool_)
-        candidates = np.flatnonzero(hit)
-        # sorted queries make numpy's binary search walk the index in order, ~8x faster than
-        # random ones here even with the sort
-        order = np.argsort(queries[candidates])
-        sub = queries[candidates[order]]
-        pos = np.minimum(np.searchsorted(self.hashes, sub), len(self.hashes) - 1)
-        hit[candidates[order]] = self.hashes[pos] == sub
-        return hit
-
-    def _slots(self, hashes: np.ndarray) -> np.ndarray:
-        return (hashes >> self.shift).astype(np.int64)
+        return self.grams.lookup(queries)
 
     def scan_hashes(self, hashes: np.ndarray, offsets: np.ndarray) -> RowHits:
         rows = len(offsets) - 1
@@ -148,19 +210,46 @@ class NgramIndex:
         return out
 
     def scan(self, texts: Sequence[str], mode: Mode = "text") -> RowHits:
-        parts = []
-        for start, stop in iter_batches(texts):
-            parts.append(self.scan_hashes(*row_ngrams(texts[start:stop], self.n, mode)))
+        parts = [self._scan_batch(texts[start:stop], mode) for start, stop in iter_batches(texts)]
         if not parts:
             return self.scan_hashes(np.zeros(0, np.uint64), np.zeros(1, np.int64))
         return RowHits(
             *(np.concatenate([getattr(p, f) for p in parts]) for f in RowHits.__annotations__)
         )
 
+    def _scan_batch(self, texts: Sequence[str], mode: Mode) -> RowHits:
+        tokens, offsets = buffer_token_hashes(*normalize_batch(texts, mode))
+        if self.probe is None or mode != "text":
+            return self.scan_hashes(*_ngrams(tokens, offsets, self.n, mode))
+        lengths = np.diff(offsets)
+        out = RowHits(
+            item=np.full(len(lengths), -1, np.int64),
+            count=np.zeros(len(lengths), np.int64),
+            matched=np.zeros(len(lengths), np.int64),
+            total=np.maximum(lengths - self.n + 1, 0),
+        )
+        windows = window_hashes(tokens, self.n - self.step + 1, self.step)
+        found = np.flatnonzero(self.probe.lookup(windows)) * self.step
+        rows = np.unique(np.searchsorted(offsets, found, "right") - 1)
+        if len(rows):
+            sizes = lengths[rows]
+            sub_offsets = np.zeros(len(rows) + 1, np.int64)
+            np.cumsum(sizes, out=sub_offsets[1:])
+            take = np.repeat(offsets[rows] - sub_offsets[:-1], sizes) + np.arange(sub_offsets[-1])
+            hits = self.scan_hashes(*ngram_hashes(tokens[take], sub_offsets, self.n))
+            out.item[rows], out.count[rows], out.matched[rows] = hits.item, hits.count, hits.matched
+        return out
+
+
+def probe_step(n: int) -> int:
+    """Windows between probes in a text-mode scan: 3 for lm-eval's 13-grams, 2 for 8-grams. The
+    probe's m-grams (m = n - step + 1) must stay long enough to be rare in ordinary text."""
+    return max(1, n // 4)
+
 
 def cached_index(items: list[BenchItem], key: str, n: int, mode: Mode, folder: Path) -> NgramIndex:
     """The index of `items`, read from `folder` when built before, else built and written."""
-    path = folder / f"ngram-{stable_hash(DECONTAM_VERSION, key, n, mode)}.npz"
+    path = folder / f"ngram-{stable_hash(DECONTAM_VERSION, _INDEX_FORMAT, key, n, mode)}.npz"
     if path.is_file():
         return NgramIndex.load(path)
     index = NgramIndex.build(items, n, mode)

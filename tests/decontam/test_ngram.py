@@ -20,8 +20,9 @@ import pytest
 from curation.context import RunContext
 from curation.record import Record
 from curation.registry import stage_class
+from decontam.bench import BenchItem
 from decontam.hashing import ngram_hashes, token_hashes
-from decontam.ngram import NgramDecontam
+from decontam.ngram import NgramDecontam, NgramIndex, RowHits
 from decontam.normalize import normalize
 from tests.decontam.perturb import embed_in_answer, reformat, rename, reword
 
@@ -87,6 +88,28 @@ def test_hashes_match_a_set_of_tuples(humaneval):
     hit = np.isin(rh, ih)
     got = [int(hit[ro[r] : ro[r + 1]].sum()) for r in range(len(rows))]
     assert got == expected
+
+
+def test_probe_skips_only_rows_a_full_scan_finds_nothing_in():
+    """The text-mode probe (every step-th shorter window) gives the counts of a full scan."""
+    rng = np.random.default_rng(0)
+    vocab = [f"w{i}" for i in range(200)]
+    items = [BenchItem("b", str(i), " ".join(rng.choice(vocab, 60))) for i in range(20)]
+    rows = []
+    for r in range(400):
+        words = list(rng.choice(vocab, rng.integers(0, 40)))
+        quote = items[r % 20].text.split()
+        at, size = rng.integers(0, 40), rng.integers(5, 21)
+        words[len(words) // 2 : len(words) // 2] = quote[at : at + size] if r % 3 else []
+        rows.append(("Intro. " if r % 2 else "") + " ".join(words))
+    for n in (8, 13):
+        index = NgramIndex.build(items, n)
+        full = NgramIndex(index.hashes, index.items, index.item_counts, n)
+        assert index.probe is not None and full.probe is None
+        probed, scanned = index.scan(rows), full.scan(rows)
+        for field in RowHits.__annotations__:
+            assert getattr(probed, field).tolist() == getattr(scanned, field).tolist(), field
+        assert 0 < (probed.matched > 0).sum() < len(rows)
 
 
 def test_uncollapsed_text_hashes_like_the_normal_form():
