@@ -99,7 +99,8 @@ class MinHashIndex:
         starts = np.repeat(lo - np.concatenate(([0], np.cumsum(width)[:-1])), width)
         rows = np.repeat(order[hit] // self.bands, width)
         items = self.owner[starts + np.arange(len(starts))]
-        pairs = np.unique(rows * len(self.sigs) + items)
+        pairs = np.sort(rows * len(self.sigs) + items)  # np.unique hashes, much slower here
+        pairs = pairs[np.r_[True, pairs[1:] != pairs[:-1]]] if len(pairs) else pairs
         return pairs // len(self.sigs), pairs % len(self.sigs)
 
     def query(self, sigs: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:

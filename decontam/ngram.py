@@ -186,12 +186,16 @@ class NgramIndex:
             return out
         hit = np.flatnonzero(self.lookup(hashes))
         row_of = np.searchsorted(offsets, hit, "right") - 1
-        # distinct (row, n-gram) matches
-        found = np.unique(np.stack([row_of.astype(np.uint64), hashes[hit]], axis=1), axis=0)
-        if not len(found):
+        # distinct (row, n-gram) matches; np.unique(axis=0) is ~50x slower than a lexsort
+        f_hash = hashes[hit]
+        order = np.lexsort((f_hash, row_of))
+        f_rows, f_hash = row_of[order], f_hash[order]
+        first = np.ones(len(order), np.bool_)
+        first[1:] = (f_rows[1:] != f_rows[:-1]) | (f_hash[1:] != f_hash[:-1])
+        f_rows, f_hash = f_rows[first], f_hash[first]
+        if not len(f_rows):
             return out
-        f_rows, f_hash = found[:, 0].astype(np.int64), found[:, 1]
-        np.add.at(out.matched, f_rows, 1)
+        out.matched += np.bincount(f_rows, minlength=rows)
         # expand each matched n-gram to every item that holds it
         lo = np.searchsorted(self.hashes, f_hash, "left")
         hi = np.searchsorted(self.hashes, f_hash, "right")
@@ -230,7 +234,8 @@ class NgramIndex:
         )
         windows = window_hashes(tokens, self.n - self.step + 1, self.step)
         found = np.flatnonzero(self.probe.lookup(windows)) * self.step
-        rows = np.unique(np.searchsorted(offsets, found, "right") - 1)
+        rows = np.searchsorted(offsets, found, "right") - 1  # ascending, like `found`
+        rows = rows[np.r_[True, rows[1:] != rows[:-1]]] if len(rows) else rows
         if len(rows):
             sizes = lengths[rows]
             sub_offsets = np.zeros(len(rows) + 1, np.int64)
