@@ -2,10 +2,11 @@
 
 20k documents of 200 words, 5-word shingles, 128 permutations. Half the queries are
 near-duplicates of indexed documents. Prints the times and the ratios measured in this run, by
-the wall clock and by CPU time (all threads of the process: rensa runs worker threads, and on a
-shared machine CPU time is the steadier of the two).
+the wall clock and by CPU time (all threads of the process: rensa runs worker threads). Each side
+runs `--repeat` times, interleaved, and its fastest run counts (as `timeit` does): on a shared
+machine that filters out other jobs' bursts.
 
-    .venv/bin/python benchmarks/minhash.py [--docs 20000] [--datasketch-docs 2000]
+    .venv/bin/python benchmarks/minhash.py [--docs 20000] [--datasketch-docs 2000] [--repeat 3]
 
 datasketch is timed on a subset (`--datasketch-docs`) and scaled linearly (its cost is per
 document); pass --datasketch-docs equal to --docs to time it on everything.
@@ -93,19 +94,31 @@ def main() -> None:
     parser.add_argument("--datasketch-docs", type=int, default=2_000)
     parser.add_argument("--bands", type=int, default=16)
     parser.add_argument("--threshold", type=float, default=0.5)
+    parser.add_argument("--repeat", type=int, default=3, help="runs per side; the fastest counts")
     args = parser.parse_args()
     docs, queries = corpus(args.docs, args.words)
-    ours, ours_cpu, found = timed(run_thinkmix, docs, queries, args.bands, args.threshold)
-    print(
-        f"thinkmix:   {ours:7.2f} s ({ours_cpu:.2f} s CPU) for {args.docs} docs + {args.docs} "
-        f"queries, {found} found"
-    )
     sub = args.datasketch_docs
     half = sub // 2
     sub_docs = docs[:half] + docs[args.docs // 2 : args.docs // 2 + sub - half]
     sub_queries = queries[:half] + queries[args.docs // 2 : args.docs // 2 + sub - half]
     scale = args.docs / sub
-    ds, ds_cpu, ds_found = timed(run_datasketch, sub_docs, sub_queries, args.bands, args.threshold)
+    runs = []
+    for _ in range(args.repeat):  # interleaved, so a burst of other jobs hits every side alike
+        runs.append(
+            [
+                timed(run_thinkmix, docs, queries, args.bands, args.threshold),
+                timed(run_datasketch, sub_docs, sub_queries, args.bands, args.threshold),
+                timed(run_rensa, sub_docs, sub_queries, args.bands, args.threshold),
+            ]
+        )
+    (ours, ours_cpu, found), (ds, ds_cpu, ds_found), (rs, rs_cpu, rs_found) = (
+        (min(r[side][0] for r in runs), min(r[side][1] for r in runs), runs[0][side][2])
+        for side in range(3)
+    )
+    print(
+        f"thinkmix:   {ours:7.2f} s ({ours_cpu:.2f} s CPU) for {args.docs} docs + {args.docs} "
+        f"queries, {found} found"
+    )
     print(
         f"datasketch: {ds:7.2f} s ({ds_cpu:.2f} s CPU) for {sub} docs ({ds_found} found) -> "
         f"{ds * scale:.2f} s ({ds_cpu * scale:.2f} s CPU) scaled"
@@ -113,7 +126,6 @@ def main() -> None:
     print(
         f"speed-up vs datasketch: {ds * scale / ours:.1f}x wall, {ds_cpu * scale / ours_cpu:.1f}x CPU"
     )
-    rs, rs_cpu, rs_found = timed(run_rensa, sub_docs, sub_queries, args.bands, args.threshold)
     print(
         f"rensa (per-document API): {rs:7.2f} s ({rs_cpu:.2f} s CPU) for {sub} docs "
         f"({rs_found} found) -> {rs * scale:.2f} s ({rs_cpu * scale:.2f} s CPU) scaled"
