@@ -2,7 +2,7 @@
 
 Signatures come from `rensa` (Rust), fed one flat buffer of 64-bit shingle hashes computed by
 `decontam.hashing` (word k-shingles of normalised text), so no Python loop runs per shingle or
-per document; `rensa` was ~200x faster than numpy at this step here (see benchmarks/minhash.py).
+per document; the signature step is compiled code, not a (shingles x permutations) numpy array.
 Banding, candidate search and the Jaccard check on candidates are numpy: band keys are sorted
 once and rows are looked up with `searchsorted`. Signatures estimate Jaccard similarity like
 datasketch's (tests/decontam/test_minhash.py checks the two agree), not bit for bit.
