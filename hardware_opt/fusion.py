@@ -130,33 +130,38 @@ def choose_segments(runs, matrices, params: FusionParams) -> list[list[int]]:
 @torch.no_grad()
 def fused_swiglu(layers) -> SwiGLU:
     """One SwiGLU equal to the sum of `layers`' FFNs on a shared, gain-free RMSNorm input."""
-    gains = [layer.post_attention_layernorm.weight for layer in layers]
     mlps = [layer.mlp for layer in layers]
-    width = sum(m.gate_proj.out_features for m in mlps)
-    fused = SwiGLU(mlps[0].gate_proj.in_features, width)
-    fused.gate_proj.weight.copy_(
-        torch.cat([m.gate_proj.weight * g for m, g in zip(mlps, gains, strict=True)])
-    )
-    fused.up_proj.weight.copy_(
-        torch.cat([m.up_proj.weight * g for m, g in zip(mlps, gains, strict=True)])
-    )
-    fused.down_proj.weight.copy_(torch.cat([m.down_proj.weight for m in mlps], dim=1))
+    like = mlps[0].gate_proj.weight
+    # Built on "meta" and filled slice by slice: no random init and no concatenated temporaries,
+    # so fusing k FFNs needs k FFNs' worth of new memory, not three times that.
+    with torch.device("meta"):
+        fused = SwiGLU(like.shape[1], sum(m.gate_proj.out_features for m in mlps)).to(like.dtype)
+    fused.to_empty(device=like.device)
+    start = 0
+    for layer, m in zip(layers, mlps, strict=True):
+        gain, end = layer.post_attention_layernorm.weight, start + m.gate_proj.out_features
+        torch.mul(m.gate_proj.weight, gain, out=fused.gate_proj.weight[start:end])
+        torch.mul(m.up_proj.weight, gain, out=fused.up_proj.weight[start:end])
+        fused.down_proj.weight[:, start:end].copy_(m.down_proj.weight)
+        start = end
     return fused
+
+
+def fused_ffn(layers, config) -> tuple[FFNConfig, RMSNorm, SwiGLU]:
+    """(config, norm, module) of the FFN sublayer that replaces `layers`' FFNs (for `set_ffn`)."""
+    module = fused_swiglu(layers)
+    norm = RMSNorm(config.hidden_size, config.rms_norm_eps)  # gain 1: folded into projections
+    return swiglu_ffn(module.gate_proj.out_features, config.hidden_size), norm, module
 
 
 def fuse(model: DeciForCausalLM, segments: list[list[int]]) -> DeciForCausalLM:
     """A copy of `model` where each segment's FFNs become one wide FFN in its first layer."""
     model = copy.deepcopy(model)
-    config = model.config
     for seg in segments:
         layers = [model.model.layers[i] for i in seg]
         if not all(_fusable(layer) for layer in layers):
             raise ValueError(f"layers {seg} are not all attention-free SwiGLU layers; cannot fuse")
-        module = fused_swiglu(layers)
-        norm = RMSNorm(config.hidden_size, config.rms_norm_eps)  # gain 1: folded into projections
-        layers[0].set_ffn(
-            swiglu_ffn(module.gate_proj.out_features, config.hidden_size), norm, module
-        )
+        layers[0].set_ffn(*fused_ffn(layers, model.config))
         for layer in layers[1:]:
             layer.set_ffn(FFNConfig(no_op=True), torch.nn.Identity(), torch.nn.Identity())
     _sync_config(model)

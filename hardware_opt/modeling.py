@@ -165,7 +165,13 @@ class SwiGLU(nn.Module):
         self.down_proj = nn.Linear(intermediate_size, hidden_size, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        gate = self.gate_proj(x)
+        if torch.is_grad_enabled():
+            return self.down_proj(F.silu(gate) * self.up_proj(x))
+        # Without autograd SiLU and the product reuse the gate buffer: a fused FFN's
+        # tokens x (k * width) intermediates are tens of MB at prefill, and each fresh one is a
+        # new mmap whose page faults cost as much as the elementwise work (docs/hardware_opt.md).
+        return self.down_proj(F.silu(gate, inplace=True).mul_(self.up_proj(x)))
 
 
 class LinearBlock(nn.Module):

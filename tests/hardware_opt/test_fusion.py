@@ -10,6 +10,7 @@ from hardware_opt.fusion import (
     dependency_matrix,
     drop_attention,
     fuse,
+    fused_swiglu,
     parallel_reference,
     run_fusion,
 )
@@ -88,3 +89,15 @@ def test_cli_ffn_fuse(tiny_llama_dir, tmp_path):
         "ffn-fuse", "--model", tiny_llama_dir, "--out", tmp_path / "x", "--drop-attention", "9"
     )
     assert code == 2 and "out of range" in out
+
+
+def test_fused_swiglu_keeps_dtype_and_inference_forward_is_exact(tiny_model):
+    layers = drop_attention(tiny_model, (1, 2)).model.layers[1:3]
+    fused = fused_swiglu(layers)
+    x = torch.randn(2, 7, fused.gate_proj.in_features)
+    with torch.no_grad():
+        in_place = fused(x)  # SiLU and product reuse the gate buffer without autograd
+    torch.testing.assert_close(in_place, fused(x).detach(), atol=0, rtol=0)
+    assert fused_swiglu([layer.to(torch.bfloat16) for layer in layers]).up_proj.weight.dtype == (
+        torch.bfloat16
+    )
