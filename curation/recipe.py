@@ -2,8 +2,8 @@
 
 A recipe names its sources, its teachers and an ordered list of stages (DESIGN §3). Stage and
 source parameters are validated against the registered class's dataclass fields, so a typo is
-caught by `thinkmix validate` before the first model call. `--set a.b=value` overrides any field;
-the overrides are part of the recipe's hash and its manifest. Paths in stage parameters must stay
+caught by `thinkmix validate` before the first model call. `--set a.b=value` overrides any field
+(`stages.2.samples_on=16`, or `stages.multi_sample.samples_on=16` by the stage's type); the overrides are part of the recipe's hash and its manifest. Paths in stage parameters must stay
 inside the recipe's folder unless given with `--set` or allowed by $THINKMIX_ALLOWED_PATHS
 (`curation.paths`); anything that looks like a secret in a teacher is refused.
 """
@@ -200,6 +200,42 @@ def _parse_override(text: str) -> tuple[Loc, Any]:
     return loc, yaml.safe_load(raw) if raw.strip() else ""
 
 
+def _resolve_override(data: dict[str, Any], loc: Loc, text: str) -> Loc:
+    """`loc` with list entries named by their `type` turned into indices.
+
+    `stages.multi_sample.samples_on` names the one stage whose type is `generators.multi_sample`
+    (the part after the last dot, since keys split on dots), so an override keeps working when
+    a stage is added in front of it; two stages of that type need the index.
+    """
+    node: Any = data
+    resolved: list[str | int] = []
+    for part in loc:
+        if isinstance(node, list) and isinstance(part, str):
+            part = _entry_by_type(node, part, text, tuple(resolved))
+        resolved.append(part)
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            node = None
+    return tuple(resolved)
+
+
+def _entry_by_type(entries: list[Any], name: str, text: str, where: Loc) -> int:
+    types = [str(e.get("type", "")) if isinstance(e, dict) else "" for e in entries]
+    hits = [i for i, t in enumerate(types) if name in (t, t.rsplit(".", 1)[-1])]
+    if len(hits) == 1:
+        return hits[0]
+    listing = ", ".join(f"{i}: {t}" for i, t in enumerate(types))
+    if not hits:
+        raise RecipeError(
+            f"--set {text}: no entry of {_format_loc(where)} has type {name!r} ({listing})"
+        )
+    raise RecipeError(
+        f"--set {text}: {len(hits)} entries of {_format_loc(where)} have type {name!r}; "
+        f"give the index instead ({listing})"
+    )
+
+
 def _apply_override(data: dict[str, Any], loc: Loc, value: Any, text: str) -> None:
     node: Any = data
     for i, part in enumerate(loc[:-1]):
@@ -334,6 +370,7 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> LoadedR
     override_locs: dict[Loc, str] = {}
     for item in overrides:
         loc, value = _parse_override(item)
+        loc = _resolve_override(data, loc, item)
         _apply_override(data, loc, value, item)
         override_locs[loc] = item
     locator = _Locator(path, root, override_locs)

@@ -12,10 +12,18 @@ from .conftest import thinkmix
 
 RECIPES = Path(__file__).resolve().parents[2] / "curation" / "recipes"
 TINY = {
-    "code": ["sources.0.count=3", "stages.1.samples_on=2"],
-    "science": ["sources.0.count=3", "stages.0.samples_on=2", "stages.0.samples_off=1"],
-    "chat": ["sources.0.count=3", "stages.0.samples_on=1", "stages.0.samples_off=1"],
-    "reasoning_off": ["sources.0.count=3", "stages.0.samples_on=1"],
+    "code": ["sources.0.count=3", "stages.multi_sample.samples_on=2"],
+    "science": [
+        "sources.0.count=3",
+        "stages.multi_sample.samples_on=2",
+        "stages.multi_sample.samples_off=1",
+    ],
+    "chat": [
+        "sources.0.count=3",
+        "stages.multi_sample.samples_on=1",
+        "stages.multi_sample.samples_off=1",
+    ],
+    "reasoning_off": ["sources.0.count=3", "stages.multi_sample.samples_on=1"],
 }
 
 

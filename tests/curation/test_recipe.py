@@ -108,6 +108,27 @@ def test_overrides_apply_and_are_named_in_errors(tmp_path):
     assert "does not exist" in error_of(path, ["stages.7.samples_on=1"])
 
 
+def test_overrides_can_name_a_stage_by_its_type(tmp_path):
+    path = write(tmp_path, GOOD)
+    by_index = load_recipe(path, ["stages.0.samples_on=5"])
+    by_type = load_recipe(path, ["stages.multi_sample.samples_on=5"])
+    assert by_type.stages[0].samples_on == 5
+    assert by_type.recipe.version_id() == by_index.recipe.version_id()
+    assert error_of(path, ["stages.multi_sample.samples_on=lots"]) == (
+        "--set stages.multi_sample.samples_on=lots: stages[0].samples_on: expected int, got 'lots'"
+    )
+    assert error_of(path, ["stages.math_judge.mode=always"]) == (
+        "--set stages.math_judge.mode=always: no entry of stages has type 'math_judge' "
+        "(0: generators.multi_sample, 1: filters.boxed_answer, 2: filters.math_verify)"
+    )
+    twice = write(
+        tmp_path, GOOD.replace("shards: 2\n", "  - {type: filters.boxed_answer}\n"), "twice.yaml"
+    )
+    assert "2 entries of stages have type 'boxed_answer'; give the index instead" in error_of(
+        twice, ["stages.boxed_answer.answer=x"]
+    )
+
+
 def test_secrets_are_refused(tmp_path):
     path = write(tmp_path, GOOD.replace("model: embedded}", "model: embedded, api_key: sk-live}"))
     assert "secrets never go in a recipe" in error_of(path)
