@@ -4,7 +4,8 @@
     .venv/bin/python benchmarks/toggle_audit.py --out /tmp/ta --quick     # tiny sizes, checks the script
     .venv/bin/python benchmarks/toggle_audit.py --out /tmp/toggle_audit --steps rloo --rloo-seeds 1
 
-Every number is `training.audit.toggle_audit` (greedy, 320 new tokens) on held-out tinyworld
+Every number is `training.audit.toggle_audit` (greedy, `--max-tokens` new tokens; the in-trainer
+audits always use 320) on held-out tinyworld
 prompts (eval seed 12345, the families in turn) or on `filters.constrained_prompts` (seed
 12345, "ifeval"; those rows also give the share of answers meeting all their constraints, per
 toggle). Steps (`--steps`; each writes OUT/results/STEP.json, and the table is printed from
