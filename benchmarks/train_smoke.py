@@ -12,6 +12,14 @@ Steps (fixed seeds; every number is held-out tinyworld accuracy, greedy, seed 12
    budget: curriculum (easy -> hard) and uniform sampling (GRPO seed 0) -> eval both.
 Writes OUT/report.json and prints a table, then one line per GRPO run: held-out accuracy and
 format compliance before -> after, the seeds, steps, kept prompts and wall time.
+
+`--grpo-family math` is the GRPO evidence on one family instead (docs/training.md): GRPO from
+`--grpo-model` on that family's tinyworld prompts (seed 7) with reasoning on, then greedy
+accuracy on `--heldout-n` held-out tasks of the family (seed `--heldout-seed`) before and after,
+with the binomial and the paired (same tasks) standard errors:
+
+    .venv/bin/python benchmarks/train_smoke.py --out /tmp/grpo_math --grpo-family math \
+        --grpo-model embedded --grpo-prompts 48 --grpo-steps 12 --grpo-lr 2e-5 --grpo-seeds 0,1
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ from pathlib import Path
 
 from curation.store import Store
 from training.data import write_tinyworld_version
-from training.evaluate import evaluate_model, overall
+from training.evaluate import evaluate_model, family_accuracy, overall, paired_difference
 from training.grpo import train_grpo
 from training.grpo_config import GRPORunConfig
 from training.sft import train_sft
@@ -61,7 +69,14 @@ def main() -> None:
     parser.add_argument(
         "--grpo-only", action="store_true", help="reuse OUT's store and SFT run; rerun GRPO only"
     )
+    parser.add_argument("--grpo-family", choices=("math", "code", "mcq", "instruct"),
+                        help="GRPO on this family alone, evaluated on --heldout-n of its tasks")  # fmt: skip
+    parser.add_argument("--grpo-seeds", default="0", help="comma-separated GRPO seeds")
+    parser.add_argument("--heldout-n", type=int, default=400)
+    parser.add_argument("--heldout-seed", type=int, default=12345)
     args = parser.parse_args()
+    if args.grpo_family:
+        return grpo_family(args)
     if args.quick:
         args.sft_rows, args.sft_steps, args.grpo_steps = 20, 10, 2
         args.grpo_prompts, args.eval_per_family, args.hidden, args.layers = 2, 2, 32, 1
@@ -149,6 +164,53 @@ def grpo_only(args: argparse.Namespace) -> None:
         _print_grpo(f"{name} {tag}", report["start"]["eval"], report[name])
     path = args.out / f"report_grpo_{tag}.json"
     path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+
+
+def _family_version(store: Store, family: str, count: int, seed: int) -> str:
+    """`count` tinyworld prompts of one family (no outputs) as a version of its own."""
+    from training.data import TINYWORLD_GOLD, tinyworld_records
+
+    rows = [r for r in tinyworld_records(count, seed, outputs=False) if r.meta["family"] == family]
+    version = f"{family}-prompts-s{seed}-n{count}"
+    staging = store.staging(TINYWORLD_GOLD, version)
+    staging.mark_done(0, [staging.write_shard("train", 0, rows)])
+    staging.commit({"recipe": {"source": "benchmarks/train_smoke.py", "family": family,
+                               "count": count, "seed": seed}})  # fmt: skip
+    return f"{TINYWORLD_GOLD}/{version}"
+
+
+def grpo_family(args: argparse.Namespace) -> None:
+    """GRPO on one family's prompts (reasoning on); held-out accuracy of that family before and
+    after, on the same `--heldout-n` tasks (seed `--heldout-seed`), one run per GRPO seed."""
+    if args.grpo_model != "embedded":
+        raise SystemExit("--grpo-family starts from the embedded teacher: --grpo-model embedded")
+    shutil.rmtree(args.out, ignore_errors=True)
+    store = Store(args.out / "store")
+    ref = _family_version(store, args.grpo_family, args.grpo_prompts, seed=7)
+    start = "embedded"
+    evaluate = dict(family=args.grpo_family, toggle="on", n=args.heldout_n, seed=args.heldout_seed)
+    before = family_accuracy(start, **evaluate)
+    report: dict = {"args": {k: str(v) for k, v in vars(args).items()}, "start": before}
+    print(f"start {start}: {_accuracy_line(before)}", flush=True)
+    for seed in (int(x) for x in args.grpo_seeds.split(",")):
+        config = GRPORunConfig(reasoning="on", max_steps=args.grpo_steps, num_generations=8,
+                               prompts_per_step=4, learning_rate=args.grpo_lr, curriculum=False,
+                               prefilter_samples=4, max_completion_length=160, seed=seed)  # fmt: skip
+        run = train_grpo(store, ref, start, args.out / f"grpo_seed{seed}", config)
+        after = family_accuracy(run["checkpoint"], **evaluate)
+        paired = paired_difference(before, after)
+        report[f"grpo_seed{seed}"] = {"summary": run, "eval": after, "paired": paired}
+        print(f"grpo seed {seed}: {_accuracy_line(after)}; after - before {paired['diff']:+.3f} "
+              f"(paired se {paired['stderr']:.3f}; {paired['gained']} tasks gained, "
+              f"{paired['lost']} lost); {run['steps']} steps, {run['prefilter']['kept']}/"
+              f"{run['prefilter']['prompts']} prompts kept, train {run['train_seconds']}s; "
+              f"train reward {run['rewards']}", flush=True)  # fmt: skip
+    (args.out / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+
+
+def _accuracy_line(ev: dict) -> str:
+    return (f"held-out {ev['family']} (reasoning {ev['toggle']}, n {ev['n']}, seed {ev['seed']}) "
+            f"accuracy {ev['accuracy']:.3f} (se {ev['stderr']:.3f}), format {ev['format']:.3f}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -8,15 +8,17 @@ reasoning on and off, and checked by the same `is_correct` / `format_ok`.
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Any
 
 from curation.generation import GenerationRequest, SamplingParams
+from curation.record import SYSTEM_PROMPTS
 from curation.store import Store
-from curation.teacher.evaluate import evaluate_teacher, format_ok, is_correct
+from curation.teacher.evaluate import EVAL_SEED, evaluate_teacher, format_ok, is_correct
 from curation.teacher.paths import resolve_model
-from curation.tinyworld import Task
+from curation.tinyworld import Task, generate
 from training.data import prompt_rows
 
 TINYWORLD = "tinyworld"
@@ -86,6 +88,69 @@ def _evaluate_version(
     }
 
 
+def family_accuracy(
+    model: str,
+    family: str = "math",
+    toggle: str = "on",
+    n: int = 400,
+    seed: int = EVAL_SEED,
+    max_tokens: int = 320,
+) -> dict[str, Any]:
+    """Greedy accuracy and format compliance on `n` held-out tinyworld tasks of one family and
+    toggle (tasks and prompts as `evaluate_teacher` makes them), with the binomial standard
+    error and each task's verdict (`correct`, `formatted`: 0/1 in task order)."""
+    from generators.transformers_backend import TransformersBackend
+
+    if toggle not in SYSTEM_PROMPTS:
+        raise ValueError(f"toggle must be on or off, got {toggle!r}")
+    tasks = generate(family, n, seed)
+    greedy = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=max_tokens)
+    requests = [
+        GenerationRequest.build(
+            [{"role": "system", "content": SYSTEM_PROMPTS[toggle]},
+             {"role": "user", "content": task.prompt}],
+            greedy,
+        )
+        for task in tasks
+    ]  # fmt: skip
+    backend = TransformersBackend(model=str(resolve_model(model)), batch_size=256)
+    responses = backend.generate_sync(requests)
+    backend.close()
+    correct = [int(is_correct(t, r.text)) for t, r in zip(tasks, responses, strict=True)]
+    formatted = [int(format_ok(r.text, toggle == "on")) for r in responses]
+    accuracy = sum(correct) / n
+    return {
+        "family": family,
+        "toggle": toggle,
+        "n": n,
+        "seed": seed,
+        "accuracy": round(accuracy, 4),
+        "stderr": round(math.sqrt(accuracy * (1 - accuracy) / n), 4),
+        "format": round(sum(formatted) / n, 4),
+        "correct": correct,
+        "formatted": formatted,
+    }
+
+
+def paired_difference(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """after - before accuracy on the same tasks (`family_accuracy` reports of one seed and n),
+    with the standard error of the mean per-task difference and the tasks gained and lost."""
+    if (before["family"], before["toggle"], before["n"], before["seed"]) != (
+        after["family"], after["toggle"], after["n"], after["seed"]
+    ):  # fmt: skip
+        raise ValueError("paired_difference needs two reports on the same tasks")
+    diffs = [b - a for a, b in zip(before["correct"], after["correct"], strict=True)]
+    n = len(diffs)
+    mean = sum(diffs) / n
+    var = sum((d - mean) ** 2 for d in diffs) / max(1, n - 1)
+    return {
+        "diff": round(mean, 4),
+        "stderr": round(math.sqrt(var / n), 4),
+        "gained": sum(d > 0 for d in diffs),
+        "lost": sum(d < 0 for d in diffs),
+    }
+
+
 def overall(report: dict[str, Any], table: str = "accuracy") -> dict[str, float]:
     """Mean over families per toggle, and over everything ("all")."""
     rows = report[table].values()
@@ -99,4 +164,4 @@ def overall(report: dict[str, Any], table: str = "accuracy") -> dict[str, float]
     return out
 
 
-__all__ = ["TINYWORLD", "evaluate_model", "overall"]
+__all__ = ["TINYWORLD", "evaluate_model", "family_accuracy", "overall", "paired_difference"]
