@@ -2,9 +2,12 @@
 
 Starts the fault server (faults off: it answers at once) in a subprocess on loopback, then, for
 each concurrency, sends the same requests through (a) a bare `AsyncOpenAI` client bounded by a
-semaphore and (b) `OpenAIBackend.generate` with `max_concurrency` equal, and prints completed
-requests per second and their ratio. Both see the same server and the same machine; the ratio
-is the backend's overhead (grouping, limits, retries bookkeeping), target >= 0.95.
+semaphore, with the SDK's default httpx transport and with its aiohttp one, and (b)
+`OpenAIBackend.generate` with `max_concurrency` equal (aiohttp transport, its default), and
+prints completed requests per second and the ratios. All see the same server and the same
+machine. thinkmix / plain-aiohttp is the backend's own overhead (grouping, limits, retries
+bookkeeping), target >= 0.95; thinkmix / plain-httpx is what a user gains over the loop they
+would write with the SDK's defaults.
 
     python benchmarks/generation_throughput.py --requests 2000 --concurrency 64 256
 
@@ -41,9 +44,12 @@ def make_requests(count: int) -> list[GenerationRequest]:
     ]
 
 
-async def plain_loop(base_url: str, reqs: list[GenerationRequest], concurrency: int) -> int:
+async def plain_loop(
+    base_url: str, reqs: list[GenerationRequest], concurrency: int, aiohttp: bool = False
+) -> int:
+    transport = {"http_client": openai.DefaultAioHttpClient(timeout=TIMEOUT_S)} if aiohttp else {}
     client = openai.AsyncOpenAI(
-        api_key="no-key", base_url=base_url, max_retries=0, timeout=TIMEOUT_S
+        api_key="no-key", base_url=base_url, max_retries=0, timeout=TIMEOUT_S, **transport
     )
     gate = asyncio.Semaphore(concurrency)
 
@@ -62,6 +68,10 @@ async def plain_loop(base_url: str, reqs: list[GenerationRequest], concurrency: 
     done = await asyncio.gather(*(one(r) for r in reqs))
     await client.close()
     return sum(done)
+
+
+async def plain_loop_aiohttp(base_url: str, reqs: list[GenerationRequest], concurrency: int) -> int:
+    return await plain_loop(base_url, reqs, concurrency, aiohttp=True)
 
 
 async def thinkmix_backend(base_url: str, reqs: list[GenerationRequest], concurrency: int) -> int:
@@ -106,16 +116,24 @@ def main() -> None:
     try:
         base_url = server.stdout.readline().strip()  # type: ignore[union-attr]
         reqs = make_requests(args.requests)
-        timed(plain_loop, base_url, reqs[:200], 16)  # warm up both paths
+        timed(plain_loop, base_url, reqs[:200], 16)  # warm up every path
+        timed(plain_loop_aiohttp, base_url, reqs[:200], 16)
         timed(thinkmix_backend, base_url, reqs[:200], 16)
         print(f"{args.requests} requests against {base_url} (fault server, no faults)")
-        print(f"{'concurrency':>11}  {'AsyncOpenAI req/s':>17}  {'thinkmix req/s':>14}  ratio")
+        print(
+            f"{'concurrency':>11}  {'plain httpx':>11}  {'plain aiohttp':>13}  {'thinkmix':>8}"
+            "  (req/s)  thinkmix/aiohttp  thinkmix/httpx"
+        )
         for concurrency in args.concurrency:
-            plain, ours = 0.0, 0.0
+            plain = aio = ours = 0.0
             for _ in range(args.rounds):
                 plain = max(plain, timed(plain_loop, base_url, reqs, concurrency))
+                aio = max(aio, timed(plain_loop_aiohttp, base_url, reqs, concurrency))
                 ours = max(ours, timed(thinkmix_backend, base_url, reqs, concurrency))
-            print(f"{concurrency:>11}  {plain:>17.0f}  {ours:>14.0f}  {ours / plain:.2f}")
+            print(
+                f"{concurrency:>11}  {plain:>11.0f}  {aio:>13.0f}  {ours:>8.0f}  {'':>7}  "
+                f"{ours / aio:>16.2f}  {ours / plain:>14.2f}"
+            )
             if args.peer_python:
                 for line in peers(args.peer_python, base_url, args.requests, concurrency):
                     tool, _, value = line.partition(" ")

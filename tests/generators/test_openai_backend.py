@@ -56,9 +56,10 @@ def test_registered_and_answers_each_request(fault_server):
         ("hang", "timeout"),
     ],
 )
-def test_each_fault_is_retried_and_counted(fault_server, fault, reason):
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+def test_each_fault_is_retried_and_counted(fault_server, fault, reason, transport):
     fault_server.plan = FaultPlan(sequence=(fault, fault), retry_after_s=0.01, hang_s=5)
-    b = backend(fault_server, timeout_s=0.3)
+    b = backend(fault_server, timeout_s=0.3, http_client=transport)
     out = run(b, requests(2))
     assert all(r.error is None and r.text.startswith("echo:") for r in out)
     assert b.stats.retries == 4 and b.stats.retry_reasons == {reason: 4}
@@ -217,6 +218,8 @@ def test_bad_options_name_the_fix():
         OpenAIBackend("m", max_concurency=4)
     with pytest.raises(ValueError, match="prices must be"):
         OpenAIBackend("m", prices={"input": 1.0})
+    with pytest.raises(ValueError, match="http_client must be aiohttp or httpx"):
+        OpenAIBackend("m", http_client="requests")
 
 
 def test_cost_from_prices():
