@@ -20,6 +20,15 @@ with the binomial and the paired (same tasks) standard errors:
 
     .venv/bin/python benchmarks/train_smoke.py --out /tmp/grpo_math --grpo-family math \
         --grpo-model embedded --grpo-prompts 48 --grpo-steps 12 --grpo-lr 2e-5 --grpo-seeds 0,1
+
+`--grpo-model DIR` starts from a model dir instead, e.g. a student SFT'd on the math blend:
+
+    .venv/bin/thinkmix build curation/recipes/math.yaml --store /tmp/h5store \
+        --set sources.0.count=400 --set stages.multi_sample.samples_off=0
+    .venv/bin/thinkmix train sft --data math --store /tmp/h5store --model fresh \
+        --out /tmp/sft_math --set max_steps=300
+    .venv/bin/python benchmarks/train_smoke.py --out /tmp/grpo_sft --grpo-family math \
+        --grpo-model /tmp/sft_math/checkpoint --grpo-prompts 48 --grpo-steps 12 --grpo-lr 2e-5
 """
 
 from __future__ import annotations
@@ -61,9 +70,9 @@ def main() -> None:
     parser.add_argument("--grpo-lr", type=float, default=5e-5)
     parser.add_argument(
         "--grpo-model",
-        choices=("sft", "embedded"),
         default="sft",
-        help="GRPO's starting policy: the SFT student or the embedded teacher",
+        help="GRPO's starting policy: sft (the SFT student), embedded (the embedded teacher) "
+        "or a model dir (e.g. a `thinkmix train sft` run's checkpoint)",
     )
     parser.add_argument("--grpo-reasoning", default="both", help="on, off, row or both")
     parser.add_argument(
@@ -106,7 +115,7 @@ def main() -> None:
 
     prompts = write_tinyworld_version(store, "prompts-v1", per_family=args.grpo_prompts, seed=7,
                                       outputs=False)  # fmt: skip
-    start = sft["checkpoint"] if args.grpo_model == "sft" else "embedded"
+    start = sft["checkpoint"] if args.grpo_model == "sft" else args.grpo_model
     before = (
         report["sft"]["eval"] if args.grpo_model == "sft" else _eval(start, args.eval_per_family)
     )
@@ -154,8 +163,8 @@ def _print_grpo(name: str, before: dict, run: dict) -> None:
 def grpo_only(args: argparse.Namespace) -> None:
     """GRPO curriculum vs uniform from OUT/sft's checkpoint, on OUT's prompt version."""
     store = Store(args.out / "store")
-    start = str(args.out / "sft" / "checkpoint") if args.grpo_model == "sft" else "embedded"
-    tag = f"{args.grpo_model}-s{args.grpo_steps}-lr{args.grpo_lr:g}"
+    start = str(args.out / "sft" / "checkpoint") if args.grpo_model == "sft" else args.grpo_model
+    tag = f"{_model_tag(args.grpo_model)}-s{args.grpo_steps}-lr{args.grpo_lr:g}"
     report: dict = {"start": {"model": start, "eval": _eval(start, args.eval_per_family)}}
     for name, curriculum in (("curriculum", True), ("uniform", False)):
         run = train_grpo(store, "tinyworld-gold/prompts-v1", start,
@@ -164,6 +173,14 @@ def grpo_only(args: argparse.Namespace) -> None:
         _print_grpo(f"{name} {tag}", report["start"]["eval"], report[name])
     path = args.out / f"report_grpo_{tag}.json"
     path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+
+
+def _model_tag(model: str) -> str:
+    """sft / embedded, or a model dir's name (its parent's for a `checkpoint` dir)."""
+    if model in ("sft", "embedded"):
+        return model
+    path = Path(model)
+    return path.parent.name if path.name == "checkpoint" else path.name
 
 
 def _family_version(store: Store, family: str, count: int, seed: int) -> str:
@@ -182,12 +199,19 @@ def _family_version(store: Store, family: str, count: int, seed: int) -> str:
 def grpo_family(args: argparse.Namespace) -> None:
     """GRPO on one family's prompts (reasoning on); held-out accuracy of that family before and
     after, on the same `--heldout-n` tasks (seed `--heldout-seed`), one run per GRPO seed."""
-    if args.grpo_model != "embedded":
-        raise SystemExit("--grpo-family starts from the embedded teacher: --grpo-model embedded")
+    if args.grpo_model == "sft":
+        raise SystemExit("--grpo-family trains no SFT student: --grpo-model embedded or DIR")
+    if args.grpo_model != "embedded" and not Path(args.grpo_model).is_dir():
+        raise SystemExit(f"--grpo-model {args.grpo_model}: not a model dir")
+    if (
+        args.grpo_model != "embedded"
+        and args.out.resolve() in Path(args.grpo_model).resolve().parents
+    ):
+        raise SystemExit(f"--grpo-model {args.grpo_model} is under --out, which is rewritten")
     shutil.rmtree(args.out, ignore_errors=True)
     store = Store(args.out / "store")
     ref = _family_version(store, args.grpo_family, args.grpo_prompts, seed=7)
-    start = "embedded"
+    start = args.grpo_model
     evaluate = dict(family=args.grpo_family, toggle="on", n=args.heldout_n, seed=args.heldout_seed)
     before = family_accuracy(start, **evaluate)
     report: dict = {"args": {k: str(v) for k, v in vars(args).items()}, "start": before}
