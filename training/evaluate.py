@@ -16,7 +16,14 @@ from typing import Any
 from curation.generation import GenerationRequest, SamplingParams
 from curation.record import SYSTEM_PROMPTS
 from curation.store import Store
-from curation.teacher.evaluate import EVAL_SEED, evaluate_teacher, format_ok, is_correct
+from curation.teacher.evaluate import (
+    EVAL_PER_FAMILY,
+    EVAL_SEED,
+    evaluate_teacher,
+    format_ok,
+    held_out_request,
+    is_correct,
+)
 from curation.teacher.paths import resolve_model
 from curation.tinyworld import Task, generate
 from training.data import prompt_rows
@@ -28,7 +35,7 @@ def evaluate_model(
     model: str,
     data: str = TINYWORLD,
     store: Store | None = None,
-    per_family: int = 50,
+    per_family: int = EVAL_PER_FAMILY,
     max_tokens: int = 320,
 ) -> dict[str, Any]:
     """{"accuracy": {family: {on, off}}, "format": {...}, "per_family": n, ...}."""
@@ -104,15 +111,7 @@ def family_accuracy(
     if toggle not in SYSTEM_PROMPTS:
         raise ValueError(f"toggle must be on or off, got {toggle!r}")
     tasks = generate(family, n, seed)
-    greedy = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=max_tokens)
-    requests = [
-        GenerationRequest.build(
-            [{"role": "system", "content": SYSTEM_PROMPTS[toggle]},
-             {"role": "user", "content": task.prompt}],
-            greedy,
-        )
-        for task in tasks
-    ]  # fmt: skip
+    requests = [held_out_request(task, toggle, max_tokens) for task in tasks]
     backend = TransformersBackend(model=str(resolve_model(model)), batch_size=256)
     responses = backend.generate_sync(requests)
     backend.close()

@@ -69,6 +69,16 @@ def run_tests(solution: str, tests: str, timeout: float = 5.0) -> bool:
     return done.returncode == 0
 
 
+def held_out_request(task: Task, toggle: str, max_tokens: int = 320) -> GenerationRequest:
+    """The greedy request that asks `task` under the `toggle` system prompt ("on" / "off")."""
+    greedy = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=max_tokens)
+    messages = [
+        {"role": "system", "content": SYSTEM_PROMPTS[toggle]},
+        {"role": "user", "content": task.prompt},
+    ]
+    return GenerationRequest.build(messages, greedy)
+
+
 def evaluate_teacher(
     model_dir: str | Path,
     per_family: int = EVAL_PER_FAMILY,
@@ -79,23 +89,13 @@ def evaluate_teacher(
     from generators.transformers_backend import TransformersBackend
 
     backend = TransformersBackend(model=str(model_dir))
-    greedy = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=max_tokens)
     jobs = [
         (task, toggle)
         for family in FAMILIES
         for task in generate(family, per_family, seed)
         for toggle in ("on", "off")
     ]
-    requests = [
-        GenerationRequest.build(
-            [
-                {"role": "system", "content": SYSTEM_PROMPTS[toggle]},
-                {"role": "user", "content": task.prompt},
-            ],
-            greedy,
-        )
-        for task, toggle in jobs
-    ]
+    requests = [held_out_request(task, toggle, max_tokens) for task, toggle in jobs]
     start = time.monotonic()
     responses = backend.generate_sync(requests)
     seconds = time.monotonic() - start
