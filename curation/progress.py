@@ -1,8 +1,9 @@
 """Build progress: rich bars on a terminal, plain log lines everywhere else.
 
 Shows shards, the rows of the current stage, model requests (new and cached), tokens per teacher
-and, for teachers with `prices`, what this run has spent, with rates and ETA. When stdout is not a terminal (CI, `| tee`, nohup) the same facts go out as log
-lines: one per finished stage and at most one every `log_every` seconds while requests run.
+and, for teachers with `prices`, what this run has spent, with rates and ETA. When stdout is not
+a terminal (CI, `| tee`, nohup) the same facts go out as log lines: one per finished stage and
+at most one every `log_every` seconds while requests run.
 """
 
 from __future__ import annotations

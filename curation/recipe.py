@@ -3,7 +3,8 @@
 A recipe names its sources, its teachers and an ordered list of stages (DESIGN §3). Stage and
 source parameters are validated against the registered class's dataclass fields, so a typo is
 caught by `thinkmix validate` before the first model call. `--set a.b=value` overrides any field
-(`stages.2.samples_on=16`, or `stages.multi_sample.samples_on=16` by the stage's type); the overrides are part of the recipe's hash and its manifest. Paths in stage parameters must stay
+(`stages.2.samples_on=16`, or `stages.multi_sample.samples_on=16` by the stage's type); the
+overrides are part of the recipe's hash and its manifest. Paths in stage parameters must stay
 inside the recipe's folder unless given with `--set` or allowed by $THINKMIX_ALLOWED_PATHS
 (`curation.paths`); anything that looks like a secret in a teacher is refused.
 """
@@ -200,26 +201,6 @@ def _parse_override(text: str) -> tuple[Loc, Any]:
     return loc, yaml.safe_load(raw) if raw.strip() else ""
 
 
-def _resolve_override(data: dict[str, Any], loc: Loc, text: str) -> Loc:
-    """`loc` with list entries named by their `type` turned into indices.
-
-    `stages.multi_sample.samples_on` names the one stage whose type is `generators.multi_sample`
-    (the part after the last dot, since keys split on dots), so an override keeps working when
-    a stage is added in front of it; two stages of that type need the index.
-    """
-    node: Any = data
-    resolved: list[str | int] = []
-    for part in loc:
-        if isinstance(node, list) and isinstance(part, str):
-            part = _entry_by_type(node, part, text, tuple(resolved))
-        resolved.append(part)
-        try:
-            node = node[part]
-        except (KeyError, IndexError, TypeError):
-            node = None
-    return tuple(resolved)
-
-
 def _entry_by_type(entries: list[Any], name: str, text: str, where: Loc) -> int:
     types = [str(e.get("type", "")) if isinstance(e, dict) else "" for e in entries]
     hits = [i for i, t in enumerate(types) if name in (t, t.rsplit(".", 1)[-1])]
@@ -236,9 +217,24 @@ def _entry_by_type(entries: list[Any], name: str, text: str, where: Loc) -> int:
     )
 
 
-def _apply_override(data: dict[str, Any], loc: Loc, value: Any, text: str) -> None:
+def _apply_override(data: dict[str, Any], loc: Loc, value: Any, text: str) -> Loc:
+    """Sets `value` at `loc`; returns `loc` with list entries named by type turned into indices.
+
+    `stages.multi_sample.samples_on` names the one stage whose type is `generators.multi_sample`
+    (the part after the last dot, since keys split on dots), so an override keeps working when
+    a stage is added in front of it; two stages of that type need the index.
+    """
     node: Any = data
-    for i, part in enumerate(loc[:-1]):
+    resolved: list[str | int] = []
+
+    def step(part: str | int) -> str | int:
+        if isinstance(node, list) and isinstance(part, str):
+            part = _entry_by_type(node, part, text, tuple(resolved))
+        resolved.append(part)
+        return part
+
+    for part in loc[:-1]:
+        part = step(part)
         try:
             node = node[part]
         except (KeyError, IndexError, TypeError):
@@ -246,12 +242,13 @@ def _apply_override(data: dict[str, Any], loc: Loc, value: Any, text: str) -> No
                 node = node.setdefault(part, {})
             else:
                 raise RecipeError(
-                    f"--set {text}: {_format_loc(loc[: i + 1])} does not exist"
+                    f"--set {text}: {_format_loc(tuple(resolved))} does not exist"
                 ) from None
-    last = loc[-1]
+    last = step(loc[-1])
     if isinstance(node, list) and isinstance(last, int) and last >= len(node):
-        raise RecipeError(f"--set {text}: {_format_loc(loc)} does not exist")
+        raise RecipeError(f"--set {text}: {_format_loc(tuple(resolved))} does not exist")
     node[last] = value
+    return tuple(resolved)
 
 
 # ---------------------------------------------------------------- building stages
@@ -370,8 +367,7 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> LoadedR
     override_locs: dict[Loc, str] = {}
     for item in overrides:
         loc, value = _parse_override(item)
-        loc = _resolve_override(data, loc, item)
-        _apply_override(data, loc, value, item)
+        loc = _apply_override(data, loc, value, item)
         override_locs[loc] = item
     locator = _Locator(path, root, override_locs)
 
