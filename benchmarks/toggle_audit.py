@@ -133,15 +133,8 @@ def step_sft(args: argparse.Namespace) -> list[dict]:
         run_dir = args.out / f"sft-{tag}"
         summary = _trained(run_dir, lambda: train_sft(store, ref, run_dir, config))  # noqa: B023
         label = f"fresh student, SFT seed 0 on {name} ({toggles['on']} on / {toggles['off']} off)"
-        if in_trainer:
-            rows += _trainer_rows(summary, args.prompts, label)
-        else:
-            row = _audit(summary["checkpoint"], "tinyworld", args.prompts, args.max_tokens,
-                         args.out, f"sft-{tag}-tinyworld")  # fmt: skip
-            rows.append({"model": f"{label}, after ({summary['stages'][0]['steps']} steps)", **row})
-        row = _audit(summary["checkpoint"], "ifeval", args.ifeval_prompts, args.max_tokens,
-                     args.out, f"sft-{tag}-ifeval")  # fmt: skip
-        rows.append({"model": f"{label}, after", **row})
+        steps = summary["stages"][0]["steps"]
+        rows += _rows_after(args, summary, label, f"sft-{tag}", in_trainer, steps)
     return rows
 
 
@@ -165,16 +158,26 @@ def step_rloo(args: argparse.Namespace) -> list[dict]:
         run_dir = args.out / f"rloo-s{seed}"
         summary = _trained(run_dir, lambda: train_rloo(store, ref, EMBEDDED, run_dir, config))  # noqa: B023
         label = f"RLOO from embedded, seed {seed}"
-        if in_trainer:
-            rows += _trainer_rows(summary, args.prompts, label)
-        else:
-            row = _audit(summary["checkpoint"], "tinyworld", args.prompts, args.max_tokens,
-                         args.out, f"rloo-s{seed}-tinyworld")  # fmt: skip
-            rows.append({"model": f"{label}, after ({summary['steps']} steps)", **row})
-        row = _audit(summary["checkpoint"], "ifeval", args.ifeval_prompts, args.max_tokens,
-                     args.out, f"rloo-s{seed}-ifeval")  # fmt: skip
-        rows.append({"model": f"{label}, after", **row, "train_rewards": summary["rewards"]})
+        after = _rows_after(args, summary, label, f"rloo-s{seed}", in_trainer, summary["steps"])
+        after[-1]["train_rewards"] = summary["rewards"]
+        rows += after
     return rows
+
+
+def _rows_after(
+    args: argparse.Namespace, summary: dict, label: str, tag: str, in_trainer: int, steps: int
+) -> list[dict]:
+    """A trained run's rows: its tinyworld audit (the trainer's own before/after when it ran
+    one, else a fresh one on the checkpoint), then an ifeval audit of the checkpoint."""
+    if in_trainer:
+        rows = _trainer_rows(summary, args.prompts, label)
+    else:
+        row = _audit(summary["checkpoint"], "tinyworld", args.prompts, args.max_tokens,
+                     args.out, f"{tag}-tinyworld")  # fmt: skip
+        rows = [{"model": f"{label}, after ({steps} steps)", **row}]
+    row = _audit(summary["checkpoint"], "ifeval", args.ifeval_prompts, args.max_tokens,
+                 args.out, f"{tag}-ifeval")  # fmt: skip
+    return [*rows, {"model": f"{label}, after", **row}]
 
 
 def _fmt(value: Any) -> str:
