@@ -8,6 +8,7 @@ request cache, with usage counted for the manifest and the progress display.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -36,8 +37,42 @@ class TeacherUsage:
         return dict(self.__dict__)
 
 
+# The shard whose batch is running in this asyncio task: usage is counted per shard, so a
+# shard's manifest entry says what it needed, however the calls of many shards interleave.
+CURRENT_SHARD: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    "thinkmix_shard", default=None
+)
+
+
+def backend_concurrency(backend: Any) -> int | None:
+    """Calls an HTTP backend keeps in flight (`max_concurrency`); None for batch backends."""
+    options = getattr(backend, "options", None)
+    value = getattr(options, "max_concurrency", None) or getattr(backend, "max_concurrency", None)
+    return int(value) if value else None
+
+
+@dataclass
+class _Group:
+    """Requests of one `generate` call that differ only in their sample index.
+
+    A group is never split between backend calls, so an HTTP backend asks for its samples with
+    one `n=k` call whatever else is in flight, and the answers do not depend on timing.
+    """
+
+    requests: list[GenerationRequest]
+    keys: list[str]
+    future: asyncio.Future
+
+
 class CachedTeacher:
-    """A backend behind the request cache. Misses go to the backend in chunks, each committed."""
+    """A backend behind the request cache, shared by every batch in flight.
+
+    Misses go out as soon as they are asked for, from whichever stage and shard: an HTTP backend
+    (one with `max_concurrency`) gets one call per prompt group and bounds its own concurrency,
+    so it always has work queued while any batch waits; a batch backend (an in-process model,
+    offline vLLM) gets the queued groups of all callers coalesced into batches of `batch_size`.
+    Every answer is committed to the cache as its call returns.
+    """
 
     def __init__(
         self,
@@ -49,6 +84,7 @@ class CachedTeacher:
         """`on_progress(done, tokens, planned=0, *, teacher, cost)`, as `BuildProgress.requests`."""
         self.name, self.backend, self.cache = name, backend, cache
         self.usage = TeacherUsage()
+        self.usage_by_shard: dict[int, TeacherUsage] = {}
         self._on_progress = on_progress or (lambda *args, **kwargs: None)
         # USD for (prompt, completion) tokens when the backend knows its prices, else None.
         self._cost: Callable[[int, int], float | None] = getattr(
@@ -56,79 +92,181 @@ class CachedTeacher:
         )
         fingerprint = getattr(backend, "fingerprint", "")
         self.identity = f"{backend.model}@{fingerprint}" if fingerprint else backend.model
-        self.chunk_size = max(1, int(getattr(backend, "batch_size", 16)))  # one commit per batch
+        self.chunk_size = max(1, int(getattr(backend, "batch_size", 16)))
+        self.concurrency = backend_concurrency(backend)
+        # Requests the backend has been handed (queued or in flight) and not yet answered.
+        self.outstanding = 0
+        self.listeners: list[Callable[[], None]] = []  # told when `outstanding` drops
+        self._queue: list[_Group] = []  # batch backends: groups waiting for the dispatcher
+        self._dispatching = False
+        # key -> (future of the group asking for it, its place in that group)
+        self._pending: dict[str, tuple[asyncio.Future, int]] = {}
+
+    @property
+    def capacity(self) -> int:
+        """Requests the backend works on at once: its concurrency, or its batch size."""
+        return self.concurrency or self.chunk_size
+
+    @property
+    def hungry(self) -> bool:
+        """True while the backend has less than two rounds of work handed to it."""
+        return self.outstanding < 2 * self.capacity
 
     async def generate(self, requests: list[GenerationRequest]) -> list[GenerationResponse]:
         """One response per request, in order; each distinct request reaches the backend once.
 
-        A request equal to an earlier one in the same call (same key) gets that one's response,
-        counted as cached: it is what the cache would answer on a rerun, so a build and its
-        resumed rerun write the same rows.
+        A request equal to an earlier one (in this call, or in flight for another caller) gets
+        that one's response, counted as cached: it is what the cache would answer on a rerun,
+        so a build and its resumed rerun write the same rows.
         """
         keys = [r.key(self.backend.name, self.identity) for r in requests]
         hits = self.cache.get_many(keys)
         out: list[GenerationResponse | None] = [None] * len(requests)
-        misses: list[int] = []
-        first: dict[str, int] = {}  # key -> index of the miss that asks for it
+        by_prompt: dict[tuple, list[int]] = {}
+        first: dict[str, int] = {}  # key -> index of the miss in this call that asks for it
         repeats: list[tuple[int, int]] = []  # (index, index of the first equal request)
-        for i, key in enumerate(keys):
+        waits: list[tuple[int, asyncio.Future, int]] = []  # requests another caller has pending
+        for i, (key, request) in enumerate(zip(keys, requests, strict=True)):
             if key in hits:
                 out[i] = GenerationResponse(**hits[key], cached=True)
             elif key in first:
                 repeats.append((i, first[key]))
+            elif key in self._pending:
+                waits.append((i, *self._pending[key]))
             else:
                 first[key] = i
-                misses.append(i)
+                prompt = (request.messages, request.sampling, request.seed)
+                by_prompt.setdefault(prompt, []).append(i)
+        loop = asyncio.get_running_loop()
+        groups: list[tuple[list[int], _Group]] = []
+        for members in by_prompt.values():
+            group = _Group(
+                [requests[i] for i in members], [keys[i] for i in members], loop.create_future()
+            )
+            groups.append((members, group))
+            for place, key in enumerate(group.keys):
+                self._pending[key] = (group.future, place)
         self._on_progress(0, 0, len(requests))
-        self._count(out, [i for i in range(len(requests)) if out[i] is not None])
-
-        async def run(chunk: list[int]) -> None:
-            responses = await self.backend.generate([requests[i] for i in chunk])
-            done = []
-            for i, response in zip(chunk, responses, strict=True):
-                out[i] = response
-                if response.error is None:
-                    done.append((keys[i], response.to_dict()))
-            # Committed per chunk, so a killed build loses at most the chunks in flight.
-            self.cache.put_many(self.backend.name, self.identity, done)
-            self._count(out, chunk)
-
-        # All chunks are handed over at once: an HTTP backend bounds its own concurrency, and an
-        # in-process model serialises them; either way one slow chunk does not hold the others.
-        chunks = [misses[s : s + self.chunk_size] for s in range(0, len(misses), self.chunk_size)]
-        await asyncio.gather(*(run(chunk) for chunk in chunks))
+        cached = [r for r in out if r is not None]
+        if cached:
+            tokens = sum(r.completion_tokens for r in cached)
+            self._on_progress(len(cached), tokens, teacher=self.name)
+        for _, group in groups:
+            self._submit(group)
+        for members, group in groups:
+            for i, answer in zip(members, await group.future, strict=True):
+                out[i] = answer
+        for i, future, place in waits:
+            out[i] = replace((await future)[place], cached=True)
         for i, j in repeats:
             out[i] = replace(out[j], cached=True)  # type: ignore[arg-type]
-        self._count(out, [i for i, _ in repeats])
+        echoed = [out[i] for i, *_ in waits] + [out[i] for i, _ in repeats]
+        if echoed:
+            tokens = sum(r.completion_tokens for r in echoed)  # type: ignore[union-attr]
+            self._on_progress(len(echoed), tokens, teacher=self.name)
+        self._count(out)  # type: ignore[arg-type]
         return out  # type: ignore[return-value]
 
-    def _count(self, out: list[GenerationResponse | None], indices: list[int]) -> None:
-        if not indices:
+    # -- dispatch -----------------------------------------------------------------------------
+
+    def _submit(self, group: _Group) -> None:
+        self.outstanding += len(group.requests)
+        if self.concurrency:
+            asyncio.get_running_loop().create_task(self._call([group]))
             return
-        prompt_tokens = completion_tokens = 0
-        new_tokens = [0, 0]  # (prompt, completion) of answers paid for in this run
-        for i in indices:
-            response = out[i]
-            assert response is not None, "every counted request has a response"
-            self.usage.requests += 1
-            if response.error is not None:
-                self.usage.failed_requests += 1
-            elif response.cached:
-                self.usage.cached_requests += 1
+        self._queue.append(group)
+        if not self._dispatching:
+            self._dispatching = True
+            asyncio.get_running_loop().create_task(self._dispatch())
+
+    async def _dispatch(self) -> None:
+        """Batch backends: hand over queued groups in chunks of `chunk_size` requests."""
+        try:
+            while self._queue:
+                chunk, size = [], 0
+                while self._queue and (
+                    not chunk or size + len(self._queue[0].requests) <= self.chunk_size
+                ):
+                    group = self._queue.pop(0)
+                    chunk.append(group)
+                    size += len(group.requests)
+                await self._call(chunk)
+        finally:
+            self._dispatching = False
+
+    async def _call(self, chunk: list[_Group]) -> None:
+        requests = [r for group in chunk for r in group.requests]
+        try:
+            responses = await self.backend.generate(requests)
+        except BaseException as exc:  # a backend bug: every waiting caller sees it
+            for group in chunk:
+                self._settle(group, exc=exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        done = []
+        start = 0
+        for group in chunk:
+            answers = responses[start : start + len(group.requests)]
+            start += len(group.requests)
+            done += [
+                (key, answer.to_dict())
+                for key, answer in zip(group.keys, answers, strict=True)
+                if answer.error is None
+            ]
+        # Committed as the call returns, so a killed build loses only the calls in flight.
+        self.cache.put_many(self.backend.name, self.identity, done)
+        start = 0
+        for group in chunk:
+            answers = responses[start : start + len(group.requests)]
+            start += len(group.requests)
+            self._progress_new(answers)
+            self._settle(group, answers=answers)
+
+    def _settle(
+        self, group: _Group, answers: list | None = None, exc: BaseException | None = None
+    ) -> None:
+        for key in group.keys:
+            if self._pending.get(key, (None,))[0] is group.future:
+                del self._pending[key]
+        self.outstanding -= len(group.requests)
+        if not group.future.done():
+            if exc is not None:
+                group.future.set_exception(exc)
             else:
-                self.usage.new_requests += 1
-                new_tokens[0] += response.prompt_tokens
-                new_tokens[1] += response.completion_tokens
-            prompt_tokens += response.prompt_tokens
-            completion_tokens += response.completion_tokens
-        self.usage.prompt_tokens += prompt_tokens
-        self.usage.completion_tokens += completion_tokens
+                group.future.set_result(answers)
+        for listener in self.listeners:
+            listener()
+
+    # -- counting -----------------------------------------------------------------------------
+
+    def _progress_new(self, answers: list[GenerationResponse]) -> None:
+        """Live progress as calls return (any shard); new answers carry their cost."""
+        new = [a for a in answers if a.error is None]
+        prompt = sum(a.prompt_tokens for a in new)
+        completion = sum(a.completion_tokens for a in new)
+        tokens = sum(a.completion_tokens for a in answers)
         self._on_progress(
-            len(indices),
-            completion_tokens,
-            teacher=self.name,
-            cost=self._cost(*new_tokens),
+            len(answers), tokens, teacher=self.name, cost=self._cost(prompt, completion)
         )
+
+    def _count(self, out: list[GenerationResponse]) -> None:
+        """Usage of one `generate` call, overall and for the shard of the calling batch."""
+        shard = CURRENT_SHARD.get()
+        targets = [self.usage]
+        if shard is not None:
+            targets.append(self.usage_by_shard.setdefault(shard, TeacherUsage()))
+        for usage in targets:
+            for response in out:
+                usage.requests += 1
+                if response.error is not None:
+                    usage.failed_requests += 1
+                elif response.cached:
+                    usage.cached_requests += 1
+                else:
+                    usage.new_requests += 1
+                usage.prompt_tokens += response.prompt_tokens
+                usage.completion_tokens += response.completion_tokens
 
 
 @dataclass
@@ -152,20 +290,21 @@ class RunContext:
         return self.teachers[name]
 
     async def run_cpu(
-        self, fn: Callable[[list[Record]], T], records: list[Record], min_chunk: int = 64
+        self, fn: Callable[[list[Record]], T], records: list[Record], min_chunk: int = 16
     ) -> list[T] | T:
         """Run a CPU-bound `fn(records) -> StageResult` over chunks in the process pool.
 
-        Small inputs run inline: starting worker processes costs more than it saves.
+        The event loop stays free meanwhile (the teachers' calls keep moving). Tiny inputs and
+        single-worker builds run inline: a pool round trip costs more than it saves there.
         """
         from curation.stage import StageResult
 
-        if self.workers <= 1 or len(records) < 2 * min_chunk:
+        if self.workers <= 1 or len(records) < min_chunk:
             return fn(records)
         if self._pool is None:
             # spawn, not fork: the parent holds torch's thread pools, which do not survive fork
             self._pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"))
-        size = max(min_chunk, -(-len(records) // (self.workers * 2)))
+        size = max(min_chunk, -(-len(records) // self.workers))
         chunks = [records[i : i + size] for i in range(0, len(records), size)]
         loop = asyncio.get_running_loop()
         parts = await asyncio.gather(*(loop.run_in_executor(self._pool, fn, c) for c in chunks))

@@ -1,9 +1,10 @@
 """Build progress: rich bars on a terminal, plain log lines everywhere else.
 
-Shows shards, the rows of the current stage, model requests (new and cached), tokens per teacher
-and, for teachers with `prices`, what this run has spent, with rates and ETA. When stdout is not
-a terminal (CI, `| tee`, nohup) the same facts go out as log lines: one per finished stage and
-at most one every `log_every` seconds while requests run.
+Shows shards, the rows through each stage so far (the build streams: every stage works at
+once), model requests (new and cached), tokens per teacher and, for teachers with `prices`,
+what this run has spent, with rates and ETA. When stdout is not a terminal (CI, `| tee`,
+nohup) the same facts go out as log lines: one per finished shard and at most one every
+`log_every` seconds while rows and requests move.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class BuildProgress:
         self.teacher_tokens: dict[str, int] = {}
         self.teacher_cost: dict[str, float] = {}  # USD of new answers; only priced teachers
         self._last_log = time.monotonic()
+        self.stage_rows: list[list] = []  # per stage position: [name, in, kept, rejected, failed]
         self._progress: Progress | None = None
         if self.live:
             self._progress = Progress(
@@ -43,6 +45,7 @@ class BuildProgress:
             )
             self._shards = self._progress.add_task("shards", total=shards, extra="")
             self._requests = self._progress.add_task("requests", total=None, extra="")
+            self._rows = self._progress.add_task("rows", total=None, extra="")
 
     def __enter__(self) -> BuildProgress:
         if self._progress is not None:
@@ -58,13 +61,37 @@ class BuildProgress:
         if self._progress is not None:
             self._progress.advance(self._shards)
 
-    def stage_done(self, shard: int, counts: dict) -> None:
-        detail = f"in {counts['in']} kept {counts['kept']} rejected {counts['rejected']}"
-        if counts["failed"]:
-            detail += f" failed {counts['failed']}"
-        self._log(f"shard {shard}: {counts['name']}: {detail} ({counts['seconds']:.1f}s)")
+    def batch_done(self, shard: int, counts: list[dict]) -> None:
+        """A batch of `shard` went through every streamed stage; `counts` per stage position."""
+        for position, c in enumerate(counts):
+            if position == len(self.stage_rows):
+                self.stage_rows.append([c["name"], 0, 0, 0, 0])
+            row = self.stage_rows[position]
+            for i, key in enumerate(("in", "kept", "rejected", "failed"), start=1):
+                row[i] += c[key]
+        if self._progress is not None:
+            self._progress.update(self._rows, completed=self._kept(), extra=self.funnel_text())
+        elif time.monotonic() - self._last_log >= self.log_every:
+            self._log(f"rows {self.funnel_text()}")
+
+    def _kept(self) -> int:
+        return self.stage_rows[-1][2] if self.stage_rows else 0
+
+    def funnel_text(self) -> str:
+        """e.g. `source 120 > multi_sample 960 (-12) > boxed_answer 801 (-159)`: rows kept
+        after each stage so far, with its rejected (and failed) rows in brackets."""
+        parts = []
+        for name, _, kept, rejected, failed in self.stage_rows:
+            drop = (
+                f" (-{rejected}" + (f", {failed} failed)" if failed else ")")
+                if rejected or failed
+                else ""
+            )
+            parts.append(f"{name.rsplit('.', 1)[-1]} {kept}{drop}")
+        return " > ".join(parts)
 
     def shard_done(self, shard: int) -> None:
+        self._log(f"shard {shard}: written; rows {self.funnel_text()}")
         if self._progress is not None:
             self._progress.advance(self._shards)
 

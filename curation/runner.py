@@ -1,26 +1,32 @@
-"""The runner: sources -> shards -> stages -> a versioned, immutable dataset.
+"""The runner: sources -> stages -> a versioned, immutable dataset.
 
 Rows go to shards by a stable hash of their id, so shard membership never depends on input order
-or machine. Each shard runs through every stage and is written to the staging area of its
-version; a killed build skips the shards already written and asks the request cache before any
-model, so it repeats no finished work. When every shard is written, the manifest is written and
-the version appears in the store in one atomic rename.
+or machine. The sources are read once and rows stream through the stages in small batches, all
+unfinished shards at once (`curation.engine`); each shard is written to the staging area of its
+version as its rows finish and marked done with its last row. A killed build skips the shards
+already written and asks the request cache before any model, so it repeats no finished work.
+When every shard is written, the manifest is written and the version appears in the store in one
+atomic rename.
+
+A recipe with a global stage (one that must see every row: within-blend dedup) runs in two
+phases: the stages before it stream into a `<version>.pre` staging area, and once every shard is
+there the global phase reads them back, runs the global stage over all rows at once (the one
+barrier), then the stages after it per shard, and writes the version's shards.
 
 Where the unfinished shards run is the executor's business (`curation/executors/`: in this
 process, or one Ray task per shard); the version, the skipping, the manifest and the commit stay
-here, so every executor gives the same version.
+here, so every executor gives the same version. docs/execution.md tells the whole story.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
-import hashlib
+import os
 import socket
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,25 +36,36 @@ from rich.console import Console
 
 from curation import __version__
 from curation.cache import RequestCache
-from curation.context import CachedTeacher, RunContext
-from curation.executors import BuildSpec, Executor, Usage
+from curation.context import CURRENT_SHARD, CachedTeacher, RunContext
+from curation.engine import (
+    SPLITS,
+    BatchResult,
+    ShardSink,
+    SourcePass,
+    StreamEngine,
+    add_counts,
+    batch_rows_for,
+    finish_counts,
+    new_counts,
+    run_stages,
+    shard_of,
+    stage_counts,
+)
+from curation.executors import BuildSpec, Executor, Usage, add_usage
 from curation.executors.local import LocalExecutor
 from curation.progress import BuildProgress
 from curation.recipe import LoadedRecipe, load_recipe
 from curation.record import Record, stable_hash
 from curation.registry import make_backend
 from curation.sources import quarantine_tag, write_quarantine
-from curation.store import Staging, Store
+from curation.store import Staging, Store, row_group_rows
 
-SPLITS = ("train", "rejected", "failed")
+__all__ = ["BuildError", "BuildResult", "Builder", "shard_of"]
+PRE_GLOBAL = "pre"  # suffix of the staging area the stages before a global stage stream into
 
 
 class BuildError(ValueError):
     """A build request that cannot be carried out as asked (e.g. a shard out of range)."""
-
-
-def shard_of(record_id: str, shards: int) -> int:
-    return int(hashlib.sha256(record_id.encode("utf-8")).hexdigest()[:16], 16) % shards
 
 
 @dataclass
@@ -81,6 +98,10 @@ class Builder:
         self.recipe = loaded.recipe
         self.dataset, self.workers = self.recipe.name, workers
         self.executor = executor or LocalExecutor()
+        # Index of the first global stage (one barrier before it), or len(stages) when none.
+        self.global_at = next(
+            (i for i, st in enumerate(loaded.stages) if st.scope == "global"), len(loaded.stages)
+        )
         probe = RunContext(self.dataset, "", self.recipe.seed, self._base_dir(), store=store)
         self.parents = sorted({p for s in loaded.sources for p in s.parents(probe)})
         # A version is a content address: the recipe, the code and the exact parent versions.
@@ -156,9 +177,96 @@ class Builder:
             ctx.teachers[name] = CachedTeacher(name, backend, self.cache, self.progress.requests)
         return ctx
 
-    async def run_shard(self, ctx: RunContext, staging: Staging, shard: int) -> list[dict]:
-        """Run shard `shard` through every stage into `staging` and mark it done."""
-        return await self._run_shard(ctx, staging, shard)
+    async def run_shards(self, ctx: RunContext, staging: Staging, shards: list[int]) -> None:
+        """Stream `shards` through the stages before any global stage into `staging`.
+
+        All of them at once, in one pass over the sources; each is marked done as its last
+        row is written (and `progress.shard_done` called).
+        """
+        stages = self.loaded.stages[: self.global_at]
+        feed = SourcePass(
+            self.loaded.sources, ctx, self.recipe.shards, shards, batch_rows_for(stages)
+        )
+        ctx.quarantine.clear()
+        row_group = row_group_rows(self.recipe.shards)
+
+        def done(shard: int, sink: ShardSink) -> None:
+            self._finish_shard(ctx, staging, sink, [finish_counts(c) for c in sink.counts])
+
+        engine = StreamEngine(
+            stages,
+            ctx,
+            make_sink=lambda k: ShardSink(staging, k, row_group, self.version),
+            on_shard_done=done,
+            on_batch=self.progress.batch_done,
+        )
+        await engine.run(feed)
+
+    async def run_global(self, ctx: RunContext, pre: Staging, staging: Staging) -> None:
+        """The global phase: every streamed shard in `pre` -> the version's shards in `staging`.
+
+        Reads back the rows that survived the streamed stages, runs the first global stage over
+        all of them at once and every later stage per shard, and writes each shard not yet done
+        in `staging`, its rejected and failed splits led by those of its streamed part.
+        """
+        shards = range(self.recipe.shards)
+        owner: dict[str, int] = {}
+        rows: list[Record] = []
+        for k in shards:
+            for record in pre.read_shard("train", k):
+                owner[record.id] = k
+                rows.append(record)
+        stage = self.loaded.stages[self.global_at]
+        started = time.perf_counter()
+        result = await stage.process(rows, ctx)
+        seconds = time.perf_counter() - started
+
+        def split(records: list[Record]) -> dict[int, list[Record]]:
+            out: dict[int, list[Record]] = {k: [] for k in shards}
+            for record in records:
+                out[owner.get(record.id, shard_of(record.id, self.recipe.shards))].append(record)
+            return out
+
+        kept, rejected, failed = split(result.kept), split(result.rejected), split(result.failed)
+        n_in = Counter(owner.values())
+        tail = self.loaded.stages[self.global_at + 1 :]
+        row_group = row_group_rows(self.recipe.shards)
+
+        async def finish(k: int) -> None:
+            if staging.shard_done(k):
+                return
+            token = CURRENT_SHARD.set(k)
+            try:
+                train, tail_rejected, tail_failed, tail_counts = await run_stages(
+                    tail, kept[k], ctx
+                )
+            finally:
+                CURRENT_SHARD.reset(token)
+            # This shard's share of the global stage's time, so the manifest sums to it.
+            share = seconds * n_in[k] / max(1, len(rows))
+            counts = stage_counts(stage.stage_type, n_in[k], kept[k], rejected[k], failed[k], share)
+            info = pre.shard_info(k)
+            streamed = info["extra"]["stages"]
+            sink = ShardSink(staging, k, row_group, self.version)
+            try:
+                sink.write_rows("rejected", pre.read_shard("rejected", k))
+                sink.write_rows("failed", pre.read_shard("failed", k))
+                sink.put(
+                    0,
+                    BatchResult(
+                        train,
+                        rejected[k] + tail_rejected,
+                        failed[k] + tail_failed,
+                        [counts, *tail_counts],
+                    ),
+                )
+                all_counts = streamed + [finish_counts(c) for c in sink.counts]
+                self._finish_shard(ctx, staging, sink, all_counts, info["extra"])
+            except BaseException:
+                sink.abort()
+                raise
+
+        await asyncio.gather(*(finish(k) for k in shards))
 
     @staticmethod
     def usage(ctx: RunContext) -> Usage:
@@ -170,36 +278,97 @@ class Builder:
     def _base_dir(self) -> Path:
         return self.loaded.path.parent.resolve()
 
-    def _build(self, only_shard: int | None) -> BuildResult:
+    def _finish_shard(
+        self,
+        ctx: RunContext,
+        staging: Staging,
+        sink: ShardSink,
+        counts: list[dict],
+        before: dict | None = None,
+    ) -> None:
+        """Close a shard's files, add its quarantined rows, and mark it done in `staging`.
+
+        `before` is the marker extra of the shard's streamed part (a global phase adds to it).
+        """
+        shard = sink.shard
+        files = sink.close()
+        bad = [q for q in ctx.quarantine if shard_of(q["where"], self.recipe.shards) == shard]
+        if bad:  # on_error: skip; no file (and the same bytes as before) when nothing was bad
+            files.append(write_quarantine(staging, shard, bad))
+        quarantined = Counter((before or {}).get("quarantined", {}))
+        quarantined.update(quarantine_tag(q["reason"]) for q in bad)
+        usage: dict[str, dict[str, int]] = {}
+        for name, teacher in ctx.teachers.items():
+            part = teacher.usage_by_shard.get(shard)
+            earlier = (before or {}).get("usage", {}).get(name, {})
+            usage[name] = {
+                k: earlier.get(k, 0) + (getattr(part, k) if part else 0) for k in _USAGE_TOTALS
+            }
+        staging.mark_done(
+            shard,
+            files,
+            {"stages": counts, "usage": usage, "quarantined": dict(quarantined.most_common())},
+        )
+        self.progress.shard_done(shard)
+
+    def _phases(self, only_shard: int | None) -> tuple[Staging, Staging | None, list[int]]:
+        """(the version's staging, the pre-global staging or None, the shards to stream)."""
         staging = self.store.staging(self.dataset, self.version)
         wanted = [only_shard] if only_shard is not None else list(range(self.recipe.shards))
+        pre = None
+        if self.global_at < len(self.loaded.stages):
+            pre = self.store.staging(self.dataset, f"{self.version}.{PRE_GLOBAL}")
         todo = []
         for k in wanted:
-            if staging.shard_done(k):
+            if staging.shard_done(k) or (pre is not None and pre.shard_done(k)):
                 self.progress.shard_skipped(k)
             else:
                 todo.append(k)
-        usage = self.executor.run(self, staging, todo)
-        if not all(staging.shard_done(k) for k in range(self.recipe.shards)):
+        return staging, pre, todo
+
+    def _build(self, only_shard: int | None) -> BuildResult:
+        staging, pre, todo = self._phases(only_shard)
+        usage = self.executor.run(self, pre or staging, todo)
+        shards = range(self.recipe.shards)
+        streamed = pre is not None and all(pre.shard_done(k) for k in shards)
+        if streamed and not all(staging.shard_done(k) for k in shards):
+            add_usage(usage, self.executor.run_global(self, pre, staging))
+        if not all(staging.shard_done(k) for k in shards):
             return BuildResult(self.dataset, self.version, "partial", todo, usage)
         manifest = self._manifest(staging)
         staging.commit(manifest)
+        if pre is not None:
+            pre.discard()
         return BuildResult(self.dataset, self.version, "built", todo, usage, manifest)
 
     async def _recheck(self, shard: int) -> BuildResult:
-        """Rebuild one shard of an existing version and compare it with what the store holds."""
+        """Rebuild one shard of an existing version and compare it with what the store holds.
+
+        With a global stage, every shard's streamed part is rebuilt (the global stage needs
+        them all); answers come from the request cache, so that costs no model call.
+        """
         stored = {
             f["path"]: f["sha256"]
             for f in self.store.manifest(f"{self.dataset}/{self.version}")["files"]
             if f["shard"] == shard
         }
         staging = self.store.staging(self.dataset, f"{self.version}.recheck")
+        pre = None
+        if self.global_at < len(self.loaded.stages):
+            pre = self.store.staging(self.dataset, f"{self.version}.recheck-{PRE_GLOBAL}")
         ctx = self.open_context()
         try:
-            files = await self._run_shard(ctx, staging, shard)
+            if pre is None:
+                await self.run_shards(ctx, staging, [shard])
+            else:
+                await self.run_shards(ctx, pre, list(range(self.recipe.shards)))
+                await self.run_global(ctx, pre, staging)
+            files = staging.shard_info(shard)["files"]
         finally:
             ctx.close()
             staging.discard()
+            if pre is not None:
+                pre.discard()
         mismatches = [
             f"{f['path']}: sha256 {f['sha256'][:12]} differs from the stored {stored.get(f['path'], 'none')[:12]}"
             for f in files
@@ -208,74 +377,6 @@ class Builder:
         usage = self.usage(ctx)
         status = "differs" if mismatches else "reproduced"
         return BuildResult(self.dataset, self.version, status, [shard], usage, None, mismatches)
-
-    def _read_shard(self, ctx: RunContext, shard: int) -> Iterator[Record]:
-        for source in self.loaded.sources:
-            for record in source.read(ctx):
-                if shard_of(record.id, self.recipe.shards) == shard:
-                    yield record
-
-    async def _run_shard(self, ctx: RunContext, staging: Staging, shard: int) -> list[dict]:
-        splits: dict[str, list[Record]] = {name: [] for name in SPLITS}
-        usage_before = {name: t.usage.as_dict() for name, t in ctx.teachers.items()}
-        records, seen = [], set()
-        ctx.quarantine.clear()  # every shard reads every source: keep only this shard's bad rows
-        for record in self._read_shard(ctx, shard):
-            if record.id in seen:
-                record.stage, record.reason = "source", "duplicate_id"
-                splits["rejected"].append(record)
-            else:
-                seen.add(record.id)
-                records.append(record)
-        counts = [
-            _counts(
-                "source",
-                len(records) + len(splits["rejected"]),
-                records,
-                splits["rejected"],
-                [],
-                0.0,
-            )
-        ]
-        self.progress.stage_done(shard, counts[0])
-        for stage in self.loaded.stages:
-            started = time.perf_counter()
-            result = await stage.process(records, ctx)
-            seconds = time.perf_counter() - started
-            counts.append(
-                _counts(
-                    stage.stage_type,
-                    len(records),
-                    result.kept,
-                    result.rejected,
-                    result.failed,
-                    seconds,
-                )
-            )
-            self.progress.stage_done(shard, counts[-1])
-            splits["rejected"] += result.rejected
-            splits["failed"] += result.failed
-            records = result.kept
-        splits["train"] = records
-        files = []
-        for name, rows in splits.items():
-            for row in rows:
-                row.version = row.version or self.version  # imported rows keep their own
-            files.append(staging.write_shard(name, shard, rows))
-        bad = [q for q in ctx.quarantine if shard_of(q["where"], self.recipe.shards) == shard]
-        if bad:  # on_error: skip; no file (and the same bytes as before) when nothing was bad
-            files.append(write_quarantine(staging, shard, bad))
-        quarantined = dict(Counter(quarantine_tag(q["reason"]) for q in bad).most_common())
-        staging.mark_done(
-            shard,
-            files,
-            {
-                "stages": counts,
-                "usage": _usage_delta(ctx, usage_before),
-                "quarantined": quarantined,
-            },
-        )
-        return files
 
     def _with_cost(self, teacher: str, usage: dict[str, int]) -> dict[str, Any]:
         """Adds `cost_usd` when the teacher declares `prices` (USD per 1M prompt/completion tokens)."""
@@ -296,25 +397,9 @@ class Builder:
         for info in infos:
             for position, c in enumerate(info["extra"]["stages"]):
                 if position == len(stages):
-                    stages.append(
-                        {
-                            "name": c["name"],
-                            "in": 0,
-                            "created": 0,
-                            "kept": 0,
-                            "rejected": 0,
-                            "failed": 0,
-                            "reasons": Counter(),
-                            "seconds": 0.0,
-                        }
-                    )
-                total = stages[position]
-                for key in ("in", "created", "kept", "rejected", "failed", "seconds"):
-                    total[key] += c[key]
-                total["reasons"].update(c["reasons"])
-        for total in stages:
-            total["reasons"] = dict(total["reasons"].most_common())
-            total["seconds"] = round(total["seconds"], 3)
+                    stages.append(new_counts(c["name"]))
+                add_counts(stages[position], c)
+        stages = [finish_counts(total) for total in stages]
         usage: dict[str, Counter] = {}
         for info in infos:
             for name, values in info["extra"]["usage"].items():
@@ -359,37 +444,7 @@ class Builder:
         }
 
 
-def _counts(name: str, n_in: int, kept: list, rejected: list, failed: list, seconds: float) -> dict:
-    reasons = Counter(_reason_tag(r.reason) for r in rejected + failed)
-    out = len(kept) + len(rejected) + len(failed)
-    # A stage may only add rows (a fan-out); one that loses rows without a reason is a bug.
-    assert out >= n_in, f"{name}: {n_in} rows in but only {out} accounted for"
-    return {
-        "name": name,
-        "in": n_in,
-        "created": out - n_in,
-        "kept": len(kept),
-        "rejected": len(rejected),
-        "failed": len(failed),
-        "reasons": dict(reasons.most_common()),
-        "seconds": round(seconds, 3),
-    }
-
-
-def _reason_tag(reason: str | None) -> str:
-    """`request_failed: HTTP 503 ...` counts as `request_failed` in the funnel."""
-    return (reason or "unknown").split(":", 1)[0]
-
-
 _USAGE_TOTALS = ("requests", "failed_requests", "prompt_tokens", "completion_tokens")
-
-
-def _usage_delta(ctx: RunContext, before: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
-    """Usage of one shard: deterministic totals, not how many of them this process sent."""
-    return {
-        name: {k: t.usage.as_dict()[k] - before[name][k] for k in _USAGE_TOTALS}
-        for name, t in ctx.teachers.items()
-    }
 
 
 def _os_error_message(exc: OSError, store_root: Path) -> str:
@@ -406,7 +461,8 @@ def _os_error_message(exc: OSError, store_root: Path) -> str:
         errno.EPERM: "make the store writable or use another (--store DIR)",
     }.get(exc.errno or 0, "fix the cause")
     return (
-        f"{exc.filename or store_root}: {exc.strerror or exc} ({code}); no version was "
+        f"{exc.filename or store_root}: {os.strerror(exc.errno) if exc.errno else exc} ({code}); "
+        "no version was "
         f"published: {hint} and build again (finished shards are kept)"
     )
 

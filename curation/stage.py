@@ -9,6 +9,12 @@ Kinds:
 - `Filter.keep(record)` returns True, or `Drop(reason)` to move the row to the rejected split;
 - `Transform.apply(record)` returns the record changed (or a list of records);
 - any other stage overrides `process(records, ctx)` (generation stages are async there).
+
+Scope (see docs/execution.md): the runner streams rows through the stages in small batches of
+source rows, and every row a source row fans out into stays in that batch. So a `row` stage
+and a `group` stage (majority vote, pass rate, pairs: one verdict per prompt group, keyed by
+`meta.problem_id`) both see whole prompt groups in each `process` call. A `global` stage must
+see every row of the build at once (within-blend dedup): the runner gives it the one barrier.
 """
 
 from __future__ import annotations
@@ -51,6 +57,8 @@ class Stage:
     provides: ClassVar[tuple[str, ...]] = ()
     # Teachers this stage talks to, as the names of dataclass fields holding a teacher name.
     teacher_fields: ClassVar[tuple[str, ...]] = ()
+    # row | group | global: what one `process` call must see (module docstring).
+    scope: ClassVar[str] = "row"
 
     @property
     def name(self) -> str:
@@ -78,9 +86,15 @@ class Source(Stage):
 
 
 class Filter(Stage):
-    """Keeps or drops each row. The verdict lands in `scores[stage_type]` as 1.0 or 0.0."""
+    """Keeps or drops each row. The verdict lands in `scores[stage_type]` as 1.0 or 0.0.
+
+    A cheap check runs inline on each batch as it arrives. A filter that sets `cpu_heavy` (a
+    symbolic math check, a parser) runs its batches in the context's process pool instead, so
+    the event loop keeps the teachers' calls moving meanwhile.
+    """
 
     kind: ClassVar[str] = "filter"
+    cpu_heavy: ClassVar[bool] = False
 
     def keep(self, record: Record) -> bool | Drop:
         raise NotImplementedError(f"{type(self).__name__} must implement keep()")
@@ -103,6 +117,8 @@ class Filter(Stage):
         return result
 
     async def process(self, records: list[Record], ctx: RunContext) -> StageResult:
+        if not self.cpu_heavy:
+            return self.judge(records)
         return await ctx.run_cpu(self.judge, records)
 
 

@@ -24,6 +24,7 @@ Design choices:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -58,6 +59,9 @@ _PARQUET_OPTIONS: dict[str, Any] = {
     "store_schema": True,
     "write_page_index": False,
 }
+_WRITER_OPTIONS = {k: v for k, v in _PARQUET_OPTIONS.items() if k != "row_group_size"}
+ROW_GROUP_BUDGET = 32768  # rows buffered per split over all shards of a streamed build
+MIN_ROW_GROUP = 1024
 
 
 class StoreError(ValueError):
@@ -122,6 +126,73 @@ def parquet_bytes(records: list[Record]) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
+def row_group_rows(shards: int) -> int:
+    """Rows per parquet row group of a streamed shard file.
+
+    A function of the shard count only (the recipe's), never of timing or of which shards one
+    process builds, so every executor and `--shard K` cut the same row groups. The writers of
+    one build together buffer about `ROW_GROUP_BUDGET` rows per split, whatever the shard count.
+    """
+    return max(MIN_ROW_GROUP, ROW_GROUP_BUDGET // max(1, shards))
+
+
+class ShardWriter:
+    """One split of one shard, written row group by row group as its rows arrive, in order.
+
+    Rows go to a temp file beside the final one; `close` writes the last row group, fsyncs and
+    moves the file into place, so a killed build leaves a temp file (removed at commit) and
+    never a torn shard. The same rows with the same `row_group` give the same bytes.
+    """
+
+    def __init__(self, data_dir: Path, split: str, shard: int, row_group: int):
+        self.split, self.shard, self.row_group = split, shard, row_group
+        self.rel = f"{split}/{_shard_name(shard)}"
+        self.path = data_dir / self.rel
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+        self._file = open(self._tmp, "wb")  # noqa: SIM115 - closed in close() or abort()
+        self._writer = pq.ParquetWriter(self._file, ARROW_SCHEMA, **_WRITER_OPTIONS)
+        self._buffer: list[Record] = []
+        self.rows = 0
+
+    def write(self, records: list[Record]) -> None:
+        self._buffer.extend(records)
+        while len(self._buffer) >= self.row_group:
+            self._flush(self._buffer[: self.row_group])
+            del self._buffer[: self.row_group]
+
+    def _flush(self, records: list[Record]) -> None:
+        self._writer.write_table(to_table(records), row_group_size=len(records))
+        self.rows += len(records)
+
+    def close(self) -> dict:
+        """Finish the file and describe it like `Staging.write_shard` does."""
+        if self._buffer:
+            self._flush(self._buffer)
+            self._buffer = []
+        self._writer.close()
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        os.replace(self._tmp, self.path)
+        _fsync_dir(self.path.parent)
+        return {
+            "path": self.rel,
+            "split": self.split,
+            "shard": self.shard,
+            "rows": self.rows,
+            "sha256": sha256_file(self.path),
+        }
+
+    def abort(self) -> None:
+        """Drop the unfinished file (a failed build); the shard is redone on the next run."""
+        with contextlib.suppress(Exception):
+            self._writer.close()
+        with contextlib.suppress(Exception):
+            self._file.close()
+        self._tmp.unlink(missing_ok=True)
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -157,6 +228,16 @@ class Staging:
         atomic_write_bytes(self.data_dir / rel, data)
         sha = hashlib.sha256(data).hexdigest()
         return {"path": rel, "split": split, "shard": shard, "rows": len(records), "sha256": sha}
+
+    def open_shard(self, split: str, shard: int, row_group: int) -> ShardWriter:
+        """A streaming writer for one split of one shard (see `ShardWriter`)."""
+        if split not in (*SPLITS, "quarantine"):
+            raise StoreError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+        return ShardWriter(self.data_dir, split, shard, row_group)
+
+    def read_shard(self, split: str, shard: int) -> list[Record]:
+        """The rows of one staged split of a done shard (the global phase reads them back)."""
+        return from_table(pq.read_table(self.data_dir / f"{split}/{_shard_name(shard)}"))
 
     def _marker(self, shard: int) -> Path:
         return self.marker_dir / f"shard-{shard:05d}.json"
@@ -479,6 +560,7 @@ def diff(store: Store, ref_a: str, ref_b: str, split: str = "train", examples: i
 
 __all__ = [
     "SPLITS",
+    "ShardWriter",
     "Staging",
     "Store",
     "StoreError",

@@ -9,7 +9,7 @@ datasketch's (tests/decontam/test_minhash.py checks the two agree), not bit for 
 
     stages:
       - {type: decontam.minhash, benchmarks: [humaneval], threshold: 0.8}
-      - {type: decontam.minhash, benchmarks: [humaneval], dedup: true}   # also within the shard
+      - {type: decontam.minhash, benchmarks: [humaneval], dedup: true}   # also within the blend
 """
 
 from __future__ import annotations
@@ -153,8 +153,9 @@ class MinHashDecontam(DecontamStage):
     Reads the `fields` text; writes `scores["decontam.minhash"]` (estimated Jaccard of the best
     match, 0.0 when clean) and on a match `meta["decontam.minhash"]` = {"benchmark", "item_id",
     "score", "shingle", "mode"} with reason `contaminated_minhash`. With `dedup`, rows that
-    near-duplicate an earlier row of the same batch (one shard) are dropped with reason
-    `duplicate_minhash` and benchmark "blend", item_id = the kept row's id.
+    near-duplicate an earlier row of the build (every shard: the stage is global, so the runner
+    hands it all rows at once) are dropped with reason `duplicate_minhash` and benchmark
+    "blend", item_id = the kept row's id.
 
     Catches verbatim and reformatted copies (and, in `code` mode, renamed identifiers) of a
     whole item; a benchmark item quoted inside a much longer answer is the n-gram stage's job.
@@ -168,7 +169,12 @@ class MinHashDecontam(DecontamStage):
     shingle: int = 5  # words per shingle
     mode: str = "text"  # text | code
     seed: int = 1
-    dedup: bool = False  # also drop near-duplicates within the batch
+    dedup: bool = False  # also drop near-duplicates within the blend (a global stage)
+
+    @property
+    def scope(self) -> str:  # type: ignore[override]
+        """Dedup compares every row of the build with every other: the runner's one barrier."""
+        return "global" if self.dedup else "row"
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -99,6 +99,7 @@ class MathVerify(Filter):
 
     requires: ClassVar[tuple[str, ...]] = ("meta.answer", "expected_answer")
     provides: ClassVar[tuple[str, ...]] = ("scores.filters.math_verify",)
+    cpu_heavy: ClassVar[bool] = True  # sympy parsing: batches go to the process pool
 
     keep_without_gold: bool = False  # keep rows with no gold (score 1.0 = kept, not checked)
     timeout_s: int = 5  # per parse/compare, main thread only (math-verify's own default)

@@ -4,8 +4,8 @@ The runner (`curation.runner.Builder`) decides *what* a build is: its version, w
 still missing from staging, the manifest and the commit. An executor decides *where* the missing
 shards run:
 
-- `local` (`executors/local.py`): one after another in this process, asyncio for the model calls
-  and a process pool for CPU-bound filters (today's default);
+- `local` (`executors/local.py`): all at once in this process, streamed (`curation.engine`):
+  asyncio for the model calls and a process pool for CPU-heavy filters (the default);
 - `ray` (`executors/ray.py`): one Ray task per shard, on a local Ray or a cluster. Each task
   rebuilds the build from a `BuildSpec` (recipe file + overrides, store root, cache path), so
   the store and the request cache must live on a filesystem every node shares.
@@ -54,9 +54,14 @@ class Executor(Protocol):
     def run(self, builder: Builder, staging: Staging, shards: list[int]) -> Usage:
         """Build `shards` (none of them done yet) into `staging`; return the summed usage.
 
-        Calls `builder.progress.shard_done(k)` as each shard finishes. A shard that fails
-        leaves the others' staged files in place, so running the build again resumes.
+        Streams the stages before any global stage; the builder calls
+        `progress.shard_done(k)` as each shard finishes. A shard that fails leaves the others'
+        staged files in place, so running the build again resumes.
         """
+        ...
+
+    def run_global(self, builder: Builder, pre: Staging, staging: Staging) -> Usage:
+        """Run the global phase (`Builder.run_global`) of a build whose shards are all in `pre`."""
         ...
 
 

@@ -87,7 +87,7 @@ class RayExecutor:
             # A task runs the filters' process pool with as many workers as it has CPUs.
             spec = dataclasses.replace(builder.spec(), workers=max(1, int(cpus)))
             task = ray.remote(num_cpus=cpus)(build_shard)
-            pending = {task.remote(spec, k): k for k in shards}
+            pending = {task.remote(spec, k, staging.version): k for k in shards}
             usage: Usage = {}
             failures: list[tuple[int, BaseException]] = []
             while pending:
@@ -105,6 +105,25 @@ class RayExecutor:
         if failures:
             raise _failure(ray, failures)
         return usage
+
+    def run_global(self, builder: Builder, pre: Staging, staging: Staging) -> Usage:
+        """The global phase as one Ray task; see `curation.executors.Executor.run_global`."""
+        ray = self.ray
+        connected = self._connect()
+        try:
+            cpus = self._task_cpus(builder.recipe)
+            spec = dataclasses.replace(builder.spec(), workers=max(1, int(cpus)))
+            task = ray.remote(num_cpus=cpus)(build_global)
+            try:
+                return ray.get(task.remote(spec, pre.version))
+            except ray.exceptions.RayError as exc:
+                cause = exc.cause if isinstance(exc, ray.exceptions.RayTaskError) else None
+                if isinstance(cause, Exception):
+                    raise cause from None
+                raise
+        finally:
+            if connected:
+                ray.shutdown()
 
     def _task_cpus(self, recipe: Recipe) -> float:
         if self.task_cpus is not None:
@@ -147,24 +166,43 @@ def _failure(ray: Any, failures: list[tuple[int, BaseException]]) -> BaseExcepti
     return cause
 
 
-def build_shard(spec: BuildSpec, shard: int) -> Usage:
-    """The body of one Ray task: rebuild the build from `spec` and build shard `shard`."""
-    from curation.executors.local import LocalExecutor
+def _task_builder(spec: BuildSpec, what: str) -> Builder:
     from curation.recipe import RecipeError
     from curation.runner import Builder, BuildError
 
     try:
-        builder = Builder.from_spec(spec)
+        return Builder.from_spec(spec)
     except RecipeError as exc:
         raise BuildError(
-            f"shard {shard} on Ray node {socket.gethostname()}: {exc}; the recipe, the store "
+            f"{what} on Ray node {socket.gethostname()}: {exc}; the recipe, the store "
             "and the request cache must be on a filesystem every node shares (docs/cluster.md)"
         ) from None
+
+
+def build_shard(spec: BuildSpec, shard: int, staging_name: str) -> Usage:
+    """The body of one Ray task: rebuild the build from `spec` and stream shard `shard` into
+    the staging area `staging_name` (the version's, or its pre-global one)."""
+    from curation.executors.local import LocalExecutor
+
+    builder = _task_builder(spec, f"shard {shard}")
     try:
-        staging = builder.store.staging(builder.dataset, builder.version)
+        staging = builder.store.staging(builder.dataset, staging_name)
         if staging.shard_done(shard):  # a retried task whose first try finished the shard
             return {}
         return add_usage({}, LocalExecutor().run(builder, staging, [shard]))
+    finally:
+        builder.cache.close()
+
+
+def build_global(spec: BuildSpec, pre_name: str) -> Usage:
+    """The body of the global phase's one Ray task (it reads every streamed shard)."""
+    from curation.executors.local import LocalExecutor
+
+    builder = _task_builder(spec, "the global phase")
+    try:
+        pre = builder.store.staging(builder.dataset, pre_name)
+        staging = builder.store.staging(builder.dataset, builder.version)
+        return add_usage({}, LocalExecutor().run_global(builder, pre, staging))
     finally:
         builder.cache.close()
 

@@ -125,10 +125,10 @@ def test_a_task_that_sees_another_recipe_or_code_refuses_to_build(tmp_path):
     recipe = write_recipe(tmp_path)
     spec = BuildSpec(recipe, (), tmp_path / "store", tmp_path / "cache.sqlite", 1, "0" * 12)
     with pytest.raises(BuildError, match="but 000000000000 on the driver: every node must run"):
-        build_shard(spec, 0)
+        build_shard(spec, 0, spec.version)
     gone = BuildSpec(tmp_path / "elsewhere.yaml", (), tmp_path / "store", spec.cache_path, 1, "")
     with pytest.raises(BuildError, match="must be on a filesystem every node shares"):
-        build_shard(gone, 0)
+        build_shard(gone, 0, gone.version)
     assert not (tmp_path / "store").exists()
 
 
