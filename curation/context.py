@@ -94,7 +94,13 @@ class CachedTeacher:
         self.identity = f"{backend.model}@{fingerprint}" if fingerprint else backend.model
         self.chunk_size = max(1, int(getattr(backend, "batch_size", 16)))
         self.concurrency = backend_concurrency(backend)
-        # Requests the backend has been handed (queued or in flight) and not yet answered.
+        options = getattr(backend, "options", None)
+        # Samples of one prompt that an HTTP backend asks for in one call (`n`).
+        self._per_call = (
+            int(getattr(options, "max_n", 1)) if getattr(options, "group_samples", False) else 1
+        )
+        # Work the backend has been handed and not finished: calls for an HTTP backend,
+        # requests for a batch backend (the units `capacity` counts in).
         self.outstanding = 0
         self.listeners: list[Callable[[], None]] = []  # told when `outstanding` drops
         self._queue: list[_Group] = []  # batch backends: groups waiting for the dispatcher
@@ -109,7 +115,8 @@ class CachedTeacher:
 
     @property
     def hungry(self) -> bool:
-        """True while the backend has less than two rounds of work handed to it."""
+        """True while the backend has less than two rounds of work handed to it: then a new
+        batch of rows is worth admitting (`curation.engine.StreamEngine`)."""
         return self.outstanding < 2 * self.capacity
 
     async def generate(self, requests: list[GenerationRequest]) -> list[GenerationResponse]:
@@ -169,8 +176,13 @@ class CachedTeacher:
 
     # -- dispatch -----------------------------------------------------------------------------
 
+    def _units(self, group: _Group) -> int:
+        if self.concurrency:
+            return -(-len(group.requests) // self._per_call)
+        return len(group.requests)
+
     def _submit(self, group: _Group) -> None:
-        self.outstanding += len(group.requests)
+        self.outstanding += self._units(group)
         if self.concurrency:
             asyncio.get_running_loop().create_task(self._call([group]))
             return
@@ -229,7 +241,7 @@ class CachedTeacher:
         for key in group.keys:
             if self._pending.get(key, (None,))[0] is group.future:
                 del self._pending[key]
-        self.outstanding -= len(group.requests)
+        self.outstanding -= self._units(group)
         if not group.future.done():
             if exc is not None:
                 group.future.set_exception(exc)

@@ -25,6 +25,7 @@ from rich.progress import (
 class BuildProgress:
     def __init__(self, console: Console, shards: int, log_every: float = 10.0):
         self.console = console
+        self.shards, self.shards_done = shards, 0
         self.live = console.is_terminal
         self.log_every = log_every
         self.requests_done = self.requests_planned = self.tokens = 0
@@ -57,6 +58,7 @@ class BuildProgress:
             self._progress.stop()
 
     def shard_skipped(self, shard: int) -> None:
+        self.shards_done += 1
         self._log(f"shard {shard}: already built, reused")
         if self._progress is not None:
             self._progress.advance(self._shards)
@@ -91,7 +93,9 @@ class BuildProgress:
         return " > ".join(parts)
 
     def shard_done(self, shard: int) -> None:
-        self._log(f"shard {shard}: written; rows {self.funnel_text()}")
+        self.shards_done += 1
+        funnel = f"; rows so far: {self.funnel_text()}" if self.stage_rows else ""
+        self._log(f"shard {shard} written ({self.shards_done}/{self.shards} shards){funnel}")
         if self._progress is not None:
             self._progress.advance(self._shards)
 
@@ -138,6 +142,10 @@ class BuildProgress:
                 parts.append(f"{name} {count:,}" + (f" ${cost:.4f}" if cost is not None else ""))
             text += f" ({'; '.join(parts)})"
         return text
+
+    def log(self, message: str) -> None:
+        """One line of news (a phase ended), on the terminal or in the log."""
+        self._log(message)
 
     def _log(self, message: str) -> None:
         self._last_log = time.monotonic()

@@ -261,12 +261,16 @@ class Builder:
                     ),
                 )
                 all_counts = streamed + [finish_counts(c) for c in sink.counts]
-                self._finish_shard(ctx, staging, sink, all_counts, info["extra"])
+                self._finish_shard(ctx, staging, sink, all_counts, info["extra"], announce=False)
             except BaseException:
                 sink.abort()
                 raise
 
         await asyncio.gather(*(finish(k) for k in shards))
+        self.progress.log(
+            f"global phase: {stage.stage_type} over {len(rows)} rows of {len(shards)} shards, "
+            f"kept {len(result.kept)} ({seconds:.1f}s)"
+        )
 
     @staticmethod
     def usage(ctx: RunContext) -> Usage:
@@ -285,6 +289,7 @@ class Builder:
         sink: ShardSink,
         counts: list[dict],
         before: dict | None = None,
+        announce: bool = True,
     ) -> None:
         """Close a shard's files, add its quarantined rows, and mark it done in `staging`.
 
@@ -309,7 +314,8 @@ class Builder:
             files,
             {"stages": counts, "usage": usage, "quarantined": dict(quarantined.most_common())},
         )
-        self.progress.shard_done(shard)
+        if announce:
+            self.progress.shard_done(shard)
 
     def _phases(self, only_shard: int | None) -> tuple[Staging, Staging | None, list[int]]:
         """(the version's staging, the pre-global staging or None, the shards to stream)."""
