@@ -2,18 +2,30 @@
 
 `FaultServer` serves `POST /v1/chat/completions` and `GET /v1/models` (plus `/health`) on
 127.0.0.1 from a background thread (aiohttp), and answers at once with a short deterministic
-completion (an echo of the last user turn, the seed and the choice index). A `FaultPlan` makes it
-misbehave per request attempt:
+completion (an echo of the last user turn, the seed and the choice index), as one JSON body or,
+when the request says `stream: true`, as SSE chunks: a role delta, then reasoning and content a
+word at a time (the deltas join back to the plain body's text exactly), the choices of `n`
+interleaved by `index`, the finish reason, a usage chunk when `stream_options.include_usage`
+asks, and `data: [DONE]`. A `FaultPlan` makes it misbehave per request attempt:
 
     rate_limit       429 with `Retry-After: plan.retry_after_s`
     server_error     500            unavailable   503
-    hang             no answer for `plan.hang_s` (past the client's timeout)
+    hang             no answer for `plan.hang_s` (past the client's timeout), then the answer
     reset            the TCP connection is reset (RST) before any answer
-    malformed        200 with a truncated JSON body
-    missing_choices  200 with a JSON body without `choices`
+    malformed        200 with a truncated JSON body (streamed: a truncated chunk)
+    missing_choices  200 with a JSON body without `choices` (streamed: chunks without them)
     empty            200 with an empty message content
     length           200 with `finish_reason: "length"`
-    slow             the answer comes after `plan.slow_s`; a streamed one trickles its chunks
+    slow             the answer takes `plan.slow_s`; a streamed one spreads it over its chunks
+    black_hole       the request is read and nothing is ever sent back, the connection held
+    stall            streamed: `plan.stall_after` chunks, then nothing for `plan.stall_s`
+                     (None: ever), then the rest; plain: the answer waits as long
+
+`black_hole` and `stall` are in `TIMEOUT_FAULTS`, not `FAULTS`: only a client's own timeouts
+end them. A held connection is dropped when the server stops, so `stop()` never waits on one.
+`plan.streaming` plays servers that do not stream: `json` answers a plain body whatever
+`stream` asks, `reject` answers 400 to any streamed request (the hit's fault reads
+`stream_rejected`); `stream_usage=False` leaves out the usage chunk (as some servers do).
 
 `plan.sequence` scripts the first attempts of every distinct request (a request is its body, so
 a retry is the same request and a fan-out with another seed is not), e.g. `("rate_limit", "ok")`;
@@ -21,11 +33,11 @@ after that `plan.rates` draws faults with a hash of (seed, request, attempt), so
 reproducible whatever the order requests arrive in. `ignore_n` answers one choice whatever `n`
 asks; `reasoning="field"|"inline"` adds a `reasoning_content` field or an inline `<think>` block.
 
-Everything is counted: `hits` (one `Hit` per HTTP request, with its arrival time and the
-completion tokens its answer reported), `counts` per fault, `max_in_flight`. Tests assert on those,
-e.g. that a retried request reached the server three times but was answered once. `on_hit`, when
-set, is called with each `Hit` as it arrives (on the server's thread), e.g. to kill a client
-process at its N-th request.
+Everything is counted: `hits` (one `Hit` per HTTP request, with its arrival time, whether it
+asked to stream, and the completion tokens its answer reported), `counts` per fault,
+`max_in_flight`. Tests assert on those, e.g. that a retried request reached the server three
+times but was answered once. `on_hit`, when set, is called with each `Hit` as it arrives (on
+the server's thread), e.g. to kill a client process at its N-th request.
 
     with FaultServer(FaultPlan(sequence=("rate_limit",))) as server:
         backend = OpenAIBackend(model="m", base_url=server.base_url)
@@ -63,6 +75,10 @@ FAULTS = (
     "length",
     "slow",
 )
+# Faults that only the client's own timeouts end (the server holds the connection until it
+# stops), kept apart from FAULTS: a build that draws every fault in FAULTS must not wait on them.
+TIMEOUT_FAULTS = ("black_hole", "stall")
+STREAMING = ("sse", "json", "reject")
 
 
 @dataclass
@@ -72,16 +88,25 @@ class FaultPlan:
     seed: int = 0  # seeds the draws from `rates`
     retry_after_s: float | None = 1.0  # the Retry-After header on 429s (None: no header)
     hang_s: float = 30.0  # how long a `hang` waits before answering
-    slow_s: float = 0.2  # delay of a `slow` answer (per chunk when streaming)
+    slow_s: float = 0.2  # how long a `slow` answer takes (spread over its chunks when streamed)
+    stall_s: float | None = None  # how long a `stall` holds still (None: until the server stops)
+    stall_after: int = 2  # chunks a `stall` sends before it holds still
     ignore_n: bool = False  # answer one choice whatever `n` asks (as many servers do)
     reasoning: str = "none"  # none | field (reasoning_content) | inline (<think> in content)
+    streaming: str = "sse"  # sse | json (answers JSON whatever `stream` asks) | reject (400)
+    stream_usage: bool = True  # a usage chunk when `stream_options.include_usage` asks for one
 
     def __post_init__(self) -> None:
-        unknown = (set(self.rates) | set(self.sequence)) - set(FAULTS) - {"ok"}
+        known = (*FAULTS, *TIMEOUT_FAULTS)
+        unknown = (set(self.rates) | set(self.sequence)) - set(known) - {"ok"}
         if unknown:
-            raise ValueError(f"unknown faults {sorted(unknown)}; known: {', '.join(FAULTS)}")
+            raise ValueError(f"unknown faults {sorted(unknown)}; known: {', '.join(known)}")
         if self.reasoning not in ("none", "field", "inline"):
             raise ValueError(f"reasoning must be none, field or inline, got {self.reasoning!r}")
+        if self.streaming not in STREAMING:
+            raise ValueError(
+                f"streaming must be one of {', '.join(STREAMING)}, got {self.streaming!r}"
+            )
 
     def fault(self, key: str, attempt: int) -> str:
         if attempt < len(self.sequence):
@@ -103,7 +128,8 @@ class Hit:
     at: float  # time.monotonic() on arrival
     n: int
     seed: int | None
-    completion_tokens: int = 0  # what the answer's `usage` reported (0: no completion sent)
+    completion_tokens: int = 0  # what the answer's `usage` reported (0: none reported)
+    stream: bool = False  # the request asked for a streamed answer
 
 
 def completion_text(messages: list[dict[str, Any]], seed: int | None, choice: int) -> str:
@@ -217,9 +243,12 @@ class FaultServer:
         self._attempts[key] += 1
         body = json.loads(raw)
         plan = self.plan
+        stream = bool(body.get("stream"))
         fault = plan.fault(key, attempt)
+        if stream and plan.streaming == "reject":
+            fault = "stream_rejected"
         n = int(body.get("n") or 1)
-        hit = Hit(key, attempt, fault, time.monotonic(), n, body.get("seed"))
+        hit = Hit(key, attempt, fault, time.monotonic(), n, body.get("seed"), stream=stream)
         index = len(self.hits)
         self.hits.append(hit)
         self.counts[fault] += 1
@@ -240,36 +269,40 @@ class FaultServer:
         self, request: web.Request, body: dict[str, Any], fault: str, plan: FaultPlan
     ) -> tuple[web.StreamResponse, int]:
         """The response, and the completion tokens it reports (0 when it carries none)."""
+        if fault == "stream_rejected":
+            return _error(400, "stream is not supported: send stream=false"), 0
         if fault == "rate_limit":
             headers = {} if plan.retry_after_s is None else {"Retry-After": str(plan.retry_after_s)}
             return _error(429, "rate limited", headers), 0
         if fault in ("server_error", "unavailable"):
             return _error(500 if fault == "server_error" else 503, fault), 0
+        if fault == "black_hole":  # nothing, ever; when the server stops, the connection drops
+            await self._held(None)
+            _abort(request)
+            return web.Response(status=500), 0
         if fault == "hang":
-            assert self._stopping is not None, "the server is running"
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), plan.hang_s)
+            await self._held(plan.hang_s)
         if fault == "reset":
             sock = request.transport.get_extra_info("socket") if request.transport else None
             if sock is not None:  # linger 0: close() sends RST, not FIN
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            if request.transport is not None:
-                request.transport.abort()
+            _abort(request)
+            return web.Response(status=500), 0
+        if body.get("stream") and plan.streaming == "sse":
+            return await self._stream(request, body, fault, plan)
+        if fault == "stall" and not await self._held(plan.stall_s):
+            _abort(request)  # a plain answer has no chunks to stall between: it waits whole
             return web.Response(status=500), 0
         if fault == "malformed":
             text = '{"id": "x", "choices": [{"mess'
             return web.Response(text=text, content_type="application/json"), 0
-        if fault == "slow" and not body.get("stream"):
+        if fault == "slow":
             await asyncio.sleep(plan.slow_s)
         payload = self._completion(body, fault, plan)
         if fault == "missing_choices":
             del payload["choices"]
             return web.json_response(payload), 0
-        tokens = payload["usage"]["completion_tokens"]
-        if body.get("stream"):
-            delay = plan.slow_s if fault == "slow" else 0.0
-            return await self._stream(request, payload, delay), tokens
-        return web.json_response(payload), tokens
+        return web.json_response(payload), payload["usage"]["completion_tokens"]
 
     def _completion(self, body: dict[str, Any], fault: str, plan: FaultPlan) -> dict[str, Any]:
         messages = body.get("messages") or []
@@ -302,27 +335,75 @@ class FaultServer:
         }
 
     async def _stream(
-        self, request: web.Request, payload: dict[str, Any], delay_s: float
-    ) -> web.StreamResponse:
+        self, request: web.Request, body: dict[str, Any], fault: str, plan: FaultPlan
+    ) -> tuple[web.StreamResponse, int]:
+        """An SSE answer: chunks of all choices interleaved, as vLLM sends them."""
+        payload = self._completion(body, fault, plan)
+        head = {"id": payload["id"], "object": "chat.completion.chunk", "model": payload["model"]}
+        events = [_sse({**head, "choices": [c]}) for c in _deltas(payload["choices"])]
+        tokens = 0
+        usage_asked = (body.get("stream_options") or {}).get("include_usage")
+        if fault == "missing_choices":
+            events = [_sse(head)] * 3
+        elif fault == "malformed":
+            events = [*events[:2], b'data: {"id": "x", "choices": [{"delt\n\n']
+        elif usage_asked and plan.stream_usage:
+            events.append(_sse({**head, "choices": [], "usage": payload["usage"]}))
+            tokens = payload["usage"]["completion_tokens"]
+        events.append(b"data: [DONE]\n\n")
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
-        for choice in payload.get("choices", []):
-            for word in choice["message"]["content"].split(" "):
-                chunk = {
-                    "id": payload["id"],
-                    "object": "chat.completion.chunk",
-                    "model": payload["model"],
-                    "choices": [{"index": choice["index"], "delta": {"content": word + " "}}],
-                }
-                await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
-                if delay_s:
-                    await asyncio.sleep(delay_s)
-            end = {"index": choice["index"], "delta": {}, "finish_reason": choice["finish_reason"]}
-            chunk = {"id": payload["id"], "object": "chat.completion.chunk", "choices": [end]}
-            await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
-        await response.write(b"data: [DONE]\n\n")
+        if fault == "stall":
+            for event in events[: plan.stall_after]:
+                await response.write(event)
+            if not await self._held(plan.stall_s):  # the server stops: drop the connection
+                _abort(request)
+                return response, 0
+            events = events[plan.stall_after :]
+        if fault == "slow":  # the whole answer takes slow_s, spread over its chunks
+            for event in events:
+                await asyncio.sleep(plan.slow_s / len(events))
+                await response.write(event)
+        else:  # one write: a fast server costs the client what parsing costs, nothing more
+            await response.write(b"".join(events))
         await response.write_eof()
-        return response
+        return response, tokens
+
+    async def _held(self, seconds: float | None) -> bool:
+        """Waits `seconds` (None: until the server stops); False when the server stops first."""
+        assert self._stopping is not None, "the server is running"
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+        return not self._stopping.is_set()
+
+
+def _deltas(choices: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Stream choices of one completion: a role delta, reasoning and content a word at a time,
+    then the finish reason; the choices' chunks interleaved. The deltas join back exactly."""
+    per_choice = []
+    for choice in choices:
+        i, message = choice["index"], choice["message"]
+        steps = [{"index": i, "delta": {"role": "assistant", "content": ""}}]
+        for name in ("reasoning_content", "content"):
+            steps += [{"index": i, "delta": {name: w}} for w in _words(message.get(name) or "")]
+        steps.append({"index": i, "delta": {}, "finish_reason": choice["finish_reason"]})
+        per_choice.append(steps)
+    longest = max((len(steps) for steps in per_choice), default=0)
+    return [steps[k] for k in range(longest) for steps in per_choice if k < len(steps)]
+
+
+def _words(text: str) -> list[str]:
+    pieces = text.split(" ")
+    return [w for w in (*(p + " " for p in pieces[:-1]), pieces[-1]) if w]
+
+
+def _sse(chunk: dict[str, Any]) -> bytes:
+    return f"data: {json.dumps(chunk)}\n\n".encode()
+
+
+def _abort(request: web.Request) -> None:
+    if request.transport is not None:
+        request.transport.abort()
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -335,9 +416,11 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0, help="0: any free port")
     parser.add_argument("--rate", action="append", default=[], help="FAULT=P, e.g. rate_limit=0.1")
     parser.add_argument("--ignore-n", action="store_true")
+    parser.add_argument("--streaming", choices=STREAMING, default="sse", help="json: never streams")
     args = parser.parse_args()
     rates = {k: float(v) for k, v in (item.split("=", 1) for item in args.rate)}
-    server = FaultServer(FaultPlan(rates=rates, ignore_n=args.ignore_n), port=args.port).start()
+    plan = FaultPlan(rates=rates, ignore_n=args.ignore_n, streaming=args.streaming)
+    server = FaultServer(plan, port=args.port).start()
     print(server.base_url, flush=True)
     try:
         threading.Event().wait()

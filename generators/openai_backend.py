@@ -9,6 +9,25 @@ Design choices:
   bodies without `choices` are retried with exponential backoff and jitter, honouring
   `Retry-After`; other 4xx fail at once. After the last try the request gets a
   `GenerationResponse(error=...)`, which the runner turns into a row of the `failed` split.
+- Calls stream (`stream: true`, `stream_options: {include_usage: true}`), so a call that is
+  stuck is told from one that is slow: nothing read within `first_byte_timeout_s` (a server
+  that took the request and went silent) or nothing read for `idle_timeout_s` since the last
+  read (a stall mid-answer) aborts the try, counted as `first_byte_timeout` / `idle_timeout`,
+  and retries it. Any byte counts (an SSE keep-alive comment too), so a trace that keeps
+  coming is cut only by `timeout_s`, the total per try, streamed or not (`timeout`). The
+  limits are one timer per call (`ratelimit.CallTimeout`), not one per chunk.
+- The stream is parsed here (`StreamParser`), not by the SDK's per-chunk pydantic models:
+  deltas are joined per choice `index` (so `n` works as without streaming) into the same
+  content and reasoning fields a plain body has, and go through the same code, so a streamed
+  answer's text, finish reason and token shares equal the plain answer's. Usage comes from the
+  stream's usage chunk; a server that reports none gets 0 tokens (no guess), counted in
+  `stats.usage_missing`, and the token bucket keeps the estimate it charged.
+- Servers that do not stream: a plain JSON answer to a streamed call is used as it is, and a
+  4xx to a streamed call (e.g. "stream_options not supported") is sent again at once without
+  streaming (`stats.stream_fallbacks`); either way later calls are plain. A 4xx both ways is
+  the request's fault: it fails, and streaming stays on. A server that ignores `stream` and
+  takes longer than `first_byte_timeout_s` for every answer cannot be told from a black hole:
+  give it `stream: false`. Plain calls have only the total limit: their first byte is the end.
 - The key is never held by this object: `api_key_env` names an environment variable, checked at
   construction and read by the client at request time.
 - Requests that differ only in `sample_index` are sent as one call with `n=k` (sorted by
@@ -36,13 +55,21 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 import aiohttp
+import httpx2 as httpx  # the openai SDK's HTTP layer: errors raised while reading a stream
 import openai
 
 from curation.registry import register_backend
 from generators.base import GenerationRequest, GenerationResponse
-from generators.ratelimit import Backoff, TokenBucket, parse_retry_after
+from generators.ratelimit import (
+    Backoff,
+    CallTimedOut,
+    CallTimeout,
+    TokenBucket,
+    parse_retry_after,
+)
 
 RETRY_STATUS = frozenset({408, 409, 429})  # and every 5xx
+_decode_json = json.JSONDecoder().raw_decode
 
 
 @dataclass
@@ -52,7 +79,10 @@ class OpenAIOptions:
     max_concurrency: int = 64  # requests in flight at once
     requests_per_minute: float | None = None  # token-bucket limit on calls (retries count)
     tokens_per_minute: float | None = None  # limit on prompt + max_tokens, settled on usage
-    timeout_s: float = 600.0  # per HTTP request; a long reasoning trace takes minutes
+    timeout_s: float = 600.0  # total per HTTP call; a long reasoning trace takes minutes
+    stream: bool = True  # stream answers (SSE); falls back on its own for servers that do not
+    first_byte_timeout_s: float | None = 60.0  # streamed: nothing read yet after this: abort
+    idle_timeout_s: float | None = 30.0  # streamed: nothing read for this long: abort
     max_retries: int = 6  # retries after the first try
     backoff_base_s: float = 1.0  # first backoff ceiling; doubles per retry
     backoff_max_s: float = 60.0  # backoff ceiling
@@ -71,6 +101,12 @@ class OpenAIOptions:
         for name in ("max_concurrency", "max_n", "timeout_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        for name in ("first_byte_timeout_s", "idle_timeout_s"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"{name} must be > 0 seconds or null (no limit), got {value}")
+        if not isinstance(self.stream, bool):
+            raise ValueError(f"stream must be true or false, got {self.stream!r}")
         if self.max_retries < 0:
             raise ValueError(f"max_retries must be >= 0, got {self.max_retries}")
         if self.http_client not in ("aiohttp", "httpx"):
@@ -98,6 +134,8 @@ class BackendStats:
     retries: int = 0  # tries after a first one
     failures: int = 0  # requests answered with an error after their last try
     fanout_calls: int = 0  # extra calls for choices a server did not return
+    stream_fallbacks: int = 0  # streamed calls refused (4xx) and sent again without streaming
+    usage_missing: int = 0  # answered calls whose server reported no usage (counted as 0)
     prompt_tokens: int = 0
     completion_tokens: int = 0
     retry_reasons: Counter[str] = field(default_factory=Counter)
@@ -147,6 +185,7 @@ class OpenAIBackend:
         self.sleep = asyncio.sleep  # tests may swap it
         self._rng = random.Random(opts.retry_seed)
         self._n_supported = opts.group_samples
+        self._stream = opts.stream  # off for good once a server shows it does not stream
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: openai.AsyncOpenAI | None = None
         self._semaphore: asyncio.Semaphore | None = None
@@ -242,11 +281,11 @@ class OpenAIBackend:
             await self.token_bucket.acquire(estimate)
         assert self._semaphore is not None and self._client is not None, "bound to a loop"
         async with self._semaphore:
-            self.stats.calls += 1
-            body = await self._post(request, n)
-        answers, used = _parse(body, n)
-        if self.token_bucket is not None:
-            self.token_bucket.refund(estimate - used)
+            answers, usage = await self._send(request, n)
+        if usage is None:
+            self.stats.usage_missing += 1
+        elif self.token_bucket is not None:
+            self.token_bucket.refund(estimate - usage)  # no usage: the estimate stays charged
         for a in answers:
             if a.error is not None:
                 self.stats.failures += 1
@@ -255,9 +294,90 @@ class OpenAIBackend:
             self.stats.completion_tokens += a.completion_tokens
         return answers
 
-    async def _post(self, request: GenerationRequest, n: int) -> bytes:
+    async def _send(
+        self, request: GenerationRequest, n: int
+    ) -> tuple[list[GenerationResponse], int | None]:
+        """One try: streamed while the server streams, else (or once refused) a plain call."""
+        refused: _Fatal | None = None
+        if self._stream:
+            self.stats.calls += 1
+            try:
+                return await self._post(request, n, stream=True)
+            except _Fatal as exc:  # e.g. 400 "stream_options not supported": try it plainly
+                refused = exc
+                self.stats.stream_fallbacks += 1
+        self.stats.calls += 1
+        try:
+            answer = await self._post(request, n, stream=False)
+        except _Fatal as exc:
+            if refused is not None and exc.reason != refused.reason:
+                self._stream = False  # refused only when streamed (the same refusal: the request)
+            raise
+        if refused is not None:
+            self._stream = False  # the plain call went through: stop streaming to this server
+        return answer
+
+    async def _post(
+        self, request: GenerationRequest, n: int, stream: bool
+    ) -> tuple[list[GenerationResponse], int | None]:
+        """One HTTP call: the answers and the total tokens the server reported (None: none)."""
+        opts = self.options
+        body = self._body(request, n)
+        if stream:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
+            limits = CallTimeout(opts.timeout_s, opts.first_byte_timeout_s, opts.idle_timeout_s)
+        else:
+            limits = CallTimeout(opts.timeout_s)
+        try:
+            async with limits:
+                # The SDK's documented `post` for raw calls: its auth, base URL and errors, but
+                # not `chat.completions.create`, whose walk of ~40 typed parameters per call
+                # was 40% of the client's CPU (benchmarks/generation_throughput.py)
+                http = await self._client.post(  # type: ignore[union-attr]
+                    "/chat/completions", cast_to=httpx.Response, body=body, stream=stream
+                )
+                if not stream:
+                    return _parse(http.content, n)
+                return await self._read_stream(http, n, limits)
+        except CallTimedOut as exc:
+            raise _Retryable(exc.reason, f"no answer: {exc}") from None
+        except (openai.APITimeoutError, httpx.TimeoutException) as exc:
+            dropped = _dropped_connection(exc)
+            if dropped is not None:
+                raise _Retryable("connection", f"connection failed: {dropped}") from None
+            raise _Retryable("timeout", f"no answer within {opts.timeout_s} s") from None
+        except openai.APIConnectionError as exc:
+            raise _Retryable("connection", f"connection failed: {exc.__cause__ or exc}") from None
+        except httpx.RequestError as exc:  # while reading a stream: outside the SDK's mapping
+            raise _Retryable("connection", f"stream broken: {exc.__cause__ or exc}") from None
+        except openai.APIStatusError as exc:
+            status, detail = exc.status_code, f"HTTP {exc.status_code}: {exc.message}"[:300]
+            if status in RETRY_STATUS or status >= 500:
+                after = parse_retry_after(exc.response.headers)
+                raise _Retryable(f"http_{status}", detail, after) from None
+            raise _Fatal(f"http_{status}", detail) from None
+
+    async def _read_stream(
+        self, http: httpx.Response, n: int, limits: CallTimeout
+    ) -> tuple[list[GenerationResponse], int | None]:
+        try:
+            if not http.headers.get("content-type", "").startswith("text/event-stream"):
+                limits.relax()  # a whole JSON body: the server does not stream
+                answer = _parse(await http.aread(), n)
+                self._stream = False  # it answered plainly: later calls do not ask to stream
+                return answer
+            parser = StreamParser()
+            async for data in http.aiter_bytes():
+                limits.progress()
+                parser.feed(data)
+            return parser.answers(n)
+        finally:
+            await http.aclose()
+
+    def _body(self, request: GenerationRequest, n: int) -> dict[str, Any]:
         sampling = request.sampling
-        kwargs: dict[str, Any] = {
+        body: dict[str, Any] = {
             "model": self.served_model,
             "messages": request.message_dicts(),
             "temperature": sampling.temperature,
@@ -266,26 +386,9 @@ class OpenAIBackend:
             "seed": request.seed + request.sample_index,
         }
         if n > 1:
-            kwargs["n"] = n
-        extra = self._extra_body(request)
-        if extra:
-            kwargs["extra_body"] = extra
-        try:
-            raw = await self._client.chat.completions.with_raw_response.create(**kwargs)  # type: ignore[union-attr]
-            return raw.http_response.content
-        except openai.APITimeoutError as exc:
-            dropped = _dropped_connection(exc)
-            if dropped is not None:
-                raise _Retryable("connection", f"connection failed: {dropped}") from None
-            raise _Retryable("timeout", f"no answer within {self.options.timeout_s} s") from None
-        except openai.APIConnectionError as exc:
-            raise _Retryable("connection", f"connection failed: {exc.__cause__ or exc}") from None
-        except openai.APIStatusError as exc:
-            status, detail = exc.status_code, f"HTTP {exc.status_code}: {exc.message}"[:300]
-            if status in RETRY_STATUS or status >= 500:
-                after = parse_retry_after(exc.response.headers)
-                raise _Retryable(f"http_{status}", detail, after) from None
-            raise _Fatal(f"http_{status}", detail) from None
+            body["n"] = n
+        body.update(self._extra_body(request) or {})  # as the SDK merges `extra_body`
+        return body
 
     def _extra_body(self, request: GenerationRequest) -> dict[str, Any] | None:
         """Server-specific body fields for one request (subclasses add per-request ones)."""
@@ -358,8 +461,8 @@ def _estimate_tokens(request: GenerationRequest, n: int) -> int:
     return chars // 4 + 1 + n * request.sampling.max_tokens
 
 
-def _parse(body: bytes, n: int) -> tuple[list[GenerationResponse], int]:
-    """Choices of a 200 body as responses, and the total tokens it reports."""
+def _parse(body: bytes, n: int) -> tuple[list[GenerationResponse], int | None]:
+    """Choices of a 200 JSON body as responses, and the total tokens it reports."""
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError):
@@ -368,9 +471,6 @@ def _parse(body: bytes, n: int) -> tuple[list[GenerationResponse], int]:
     if not isinstance(choices, list) or not choices:
         raise _Retryable("missing_choices", f"no choices in the answer: {str(data)[:80]}")
     choices = sorted(choices, key=lambda c: c.get("index", 0) if isinstance(c, dict) else 0)[:n]
-    usage = data.get("usage") or {}
-    prompt_tokens = int(usage.get("prompt_tokens") or 0)
-    completion_total = int(usage.get("completion_tokens") or 0)
     texts, reasons = [], []
     for choice in choices:
         message = choice.get("message") if isinstance(choice, dict) else None
@@ -379,6 +479,108 @@ def _parse(body: bytes, n: int) -> tuple[list[GenerationResponse], int]:
         reasoning = message.get("reasoning_content") or message.get("reasoning")
         texts.append(normalize_reasoning(message.get("content"), reasoning))
         reasons.append(str(choice.get("finish_reason") or "stop"))
+    return _responses(texts, reasons, data.get("usage"))
+
+
+class StreamParser:
+    """Chat-completion chunks of an SSE body, fed as the bytes come, joined per choice `index`.
+
+    One JSON object per `data:` line, as OpenAI-compatible servers send; comments (`: ping`),
+    `event:`/`id:` lines and `data: [DONE]` carry nothing used here. The deltas of a choice are
+    joined into the same `content` and `reasoning_content` (or `reasoning`) the server would
+    have answered in one body, so `normalize_reasoning` gives the same text as without
+    streaming. Usage comes from whichever chunk carries it (the final one, with
+    `stream_options.include_usage`).
+    """
+
+    __slots__ = ("_tail", "_content", "_reasoning", "_finish", "_usage", "_chunks")
+
+    def __init__(self) -> None:
+        self._tail = b""  # an incomplete last line
+        self._content: dict[int, list[str]] = {}
+        self._reasoning: dict[int, list[str]] = {}
+        self._finish: dict[int, str] = {}
+        self._usage: dict[str, Any] | None = None
+        self._chunks = 0
+
+    def feed(self, data: bytes) -> None:
+        if b"\n" not in data:
+            self._tail += data
+            return
+        lines, _, self._tail = (self._tail + data).rpartition(b"\n")
+        try:
+            text = lines.decode()  # whole lines only: a character is never cut in two
+        except UnicodeDecodeError:
+            raise _Retryable(
+                "malformed_json", f"a stream that is not UTF-8: {lines[:80]!r}"
+            ) from None
+        for line in text.split("\n"):
+            if line.startswith("data:"):
+                start = 6 if line.startswith(" ", 5) else 5
+                if not line.startswith("[DONE]", start):
+                    self._chunk(line, start)
+
+    def _chunk(self, line: str, start: int) -> None:
+        try:
+            # raw_decode, not json.loads: no bytes to sniff, no regex for the surrounding blanks
+            # (a third of the cost of a small chunk)
+            chunk, _ = _decode_json(line, start)
+        except ValueError:
+            raise _Retryable("malformed_json", f"unreadable stream chunk: {line[:80]!r}") from None
+        if not isinstance(chunk, dict):
+            raise _Retryable(
+                "malformed_json", f"a stream chunk that is not an object: {line[:80]!r}"
+            )
+        if "error" in chunk or chunk.get("object") == "error":  # vLLM, transformers serve
+            raise _Retryable("stream_error", f"the server broke off: {str(chunk)[:200]}")
+        self._chunks += 1
+        if chunk.get("usage"):
+            self._usage = chunk["usage"]
+        try:
+            for choice in chunk.get("choices") or ():
+                i = choice.get("index", 0)
+                delta = choice.get("delta") or {}
+                if text := delta.get("content"):
+                    self._content.setdefault(i, []).append(text)
+                if text := delta.get("reasoning_content") or delta.get("reasoning"):
+                    self._reasoning.setdefault(i, []).append(text)
+                if reason := choice.get("finish_reason"):
+                    self._finish[i] = reason
+        except (AttributeError, TypeError):  # a choice or delta that is not an object
+            raise _Retryable(
+                "malformed_json", f"a stream chunk of the wrong shape: {line[:80]!r}"
+            ) from None
+
+    def answers(self, n: int) -> tuple[list[GenerationResponse], int | None]:
+        """The first `n` choices once the stream has ended, as `_parse` gives them."""
+        if self._tail.strip():
+            self.feed(b"\n")  # a last line without its newline
+        indices = sorted(self._content.keys() | self._reasoning.keys() | self._finish.keys())
+        if not indices:
+            raise _Retryable("missing_choices", f"no choices in {self._chunks} stream chunks")
+        unfinished = [i for i in indices[:n] if i not in self._finish]
+        if unfinished:  # the body ended cleanly but early (a proxy or server gave up)
+            raise _Retryable("truncated_stream", f"choices {unfinished} never finished")
+        texts = [
+            normalize_reasoning(
+                "".join(self._content.get(i, ())), "".join(self._reasoning.get(i, ())) or None
+            )
+            for i in indices[:n]
+        ]
+        return _responses(texts, [self._finish[i] for i in indices[:n]], self._usage)
+
+
+def _responses(
+    texts: list[str], reasons: list[str], usage: dict[str, Any] | None
+) -> tuple[list[GenerationResponse], int | None]:
+    """One response per choice, the reported tokens shared out; and the total (None: no usage).
+
+    The prompt was billed once, so its tokens go on the first choice; the completion tokens
+    are split by text length. A server that reports no usage gets 0 for both, not a guess.
+    """
+    usage = usage if isinstance(usage, dict) else {}
+    prompt_tokens = int(usage.get("prompt_tokens") or 0)
+    completion_total = int(usage.get("completion_tokens") or 0)
     total_chars = sum(len(t) for t in texts) or 1
     answers = []
     chars_before = given = 0
@@ -398,7 +600,7 @@ def _parse(body: bytes, n: int) -> tuple[list[GenerationResponse], int]:
             answer.finish_reason = "error"
             answer.error = f"empty_completion: the server answered no text (finish_reason={reason})"
         answers.append(answer)
-    return answers, prompt_tokens + completion_total
+    return answers, (prompt_tokens + completion_total if usage else None)
 
 
 def normalize_reasoning(content: str | None, reasoning: str | None) -> str:

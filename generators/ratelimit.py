@@ -1,7 +1,7 @@
-"""Rate limits and retry timing for HTTP teachers: a token bucket and exponential backoff.
+"""Rate limits and call timing for HTTP teachers: a token bucket, backoff, and call timeouts.
 
-Both take their clock (and the bucket its sleep) as arguments, so tests drive them with a fake
-clock instead of sleeping. Provider limits are per minute (requests and tokens); the bucket
+The bucket and the backoff take their clock (and the bucket its sleep) as arguments, so tests
+drive them with a fake clock instead of sleeping; `CallTimeout` runs on the event loop's clock. Provider limits are per minute (requests and tokens); the bucket
 refills continuously and holds at most `burst_s` seconds of budget, so a limit of 600 requests a
 minute means 10 a second, not 600 in the first second.
 """
@@ -14,6 +14,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from types import TracebackType
 
 
 class TokenBucket:
@@ -104,3 +105,87 @@ def parse_retry_after(
         except (TypeError, ValueError):
             return None  # an unreadable header: fall back to our own backoff
         return max(0.0, parsed.timestamp() - now())
+
+
+class CallTimedOut(Exception):
+    """A call passed one of its `CallTimeout` limits; `reason` names which one."""
+
+    def __init__(self, reason: str, limit_s: float):
+        super().__init__(f"{reason} after {limit_s:g} s")
+        self.reason, self.limit_s = reason, limit_s
+
+
+class CallTimeout:
+    """Limits on one HTTP call: a total deadline, the wait for a first byte, the gaps after it.
+
+    `async with CallTimeout(600, first_byte_s=60, idle_s=30) as limits:` cancels the code inside
+    when a limit passes and raises `CallTimedOut` with reason `timeout` (the total),
+    `first_byte_timeout` (nothing read within `first_byte_s`) or `idle_timeout` (nothing read
+    for `idle_s` since the last read); None turns a limit off. The code inside calls
+    `limits.progress()` after each read. That only stores the time: the one timer, armed for
+    the earliest moment a limit could pass, re-arms itself when it finds reads since, so a busy
+    stream costs no timer per chunk, and a stream that keeps sending is cut only by the total.
+    """
+
+    def __init__(
+        self, total_s: float, first_byte_s: float | None = None, idle_s: float | None = None
+    ) -> None:
+        self.total_s, self.first_byte_s, self.idle_s = total_s, first_byte_s, idle_s
+        self.last: float | None = None  # loop time of the last read; None before the first
+        self._fired: tuple[str, float] | None = None
+
+    async def __aenter__(self) -> CallTimeout:
+        self._loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None, "CallTimeout runs inside a task"
+        self._task, self._cancelling = task, task.cancelling()
+        self._start = self._loop.time()
+        self._handle = self._loop.call_at(self._next()[0], self._check)
+        return self
+
+    def progress(self) -> None:
+        now = self._loop.time()
+        if self.last is None:  # the first byte: the idle limit may pass before the armed one
+            self.last = now
+            self._handle.cancel()
+            self._handle = self._loop.call_at(self._next()[0], self._check)
+        self.last = now
+
+    def relax(self) -> None:
+        """Only the total from now on (e.g. a whole JSON body that arrives at the end)."""
+        self.first_byte_s = self.idle_s = None
+
+    def _next(self) -> tuple[float, str, float]:
+        """When the nearest limit passes if nothing more is read, its reason and its length."""
+        when, reason, limit = self._start + self.total_s, "timeout", self.total_s
+        if self.last is None:
+            if self.first_byte_s is not None and self._start + self.first_byte_s < when:
+                when, reason, limit = (
+                    self._start + self.first_byte_s,
+                    "first_byte_timeout",
+                    self.first_byte_s,
+                )
+        elif self.idle_s is not None and self.last + self.idle_s < when:
+            when, reason, limit = self.last + self.idle_s, "idle_timeout", self.idle_s
+        return when, reason, limit
+
+    def _check(self) -> None:
+        when, reason, limit = self._next()
+        if self._loop.time() < when:  # read something since the timer was armed
+            self._handle = self._loop.call_at(when, self._check)
+            return
+        self._fired = (reason, limit)
+        self._task.cancel()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._handle.cancel()
+        # As asyncio.timeout does: our cancel becomes CallTimedOut unless someone else's is also
+        # pending (then the task is really being cancelled and CancelledError goes on).
+        fired = self._fired is not None and exc_type is not None
+        if fired and self._task.uncancel() <= self._cancelling:
+            raise CallTimedOut(*self._fired) from None  # type: ignore[misc]
