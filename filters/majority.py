@@ -9,26 +9,21 @@ voting across the generated solutions. Rows that agree with the winner are kept.
       - {type: filters.majority_vote, answer: mcq, min_share: 0.5}
 
 Groups are the samples of one problem (`meta["problem_id"]`, written by the generation
-stages). The runner assigns rows to shards by their source row's id before generation and the
-generated samples stay in that shard, so every group is complete within the records one call of
-`process` sees.
+stages). Every row a source row fans out into stays in that source row's batch
+(docs/execution.md), so each group is whole in every `process` call.
 """
 
 from __future__ import annotations
 
 import re
-from collections import defaultdict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import ClassVar, Literal
 
 from curation.record import Record
 from curation.registry import register_stage
-from curation.stage import Stage, StageResult
+from curation.stage import Drop, GroupFilter
 from filters.answers import extract_boxed, extract_mcq_letter, strip_think
 from filters.math import compare_answers
-
-if TYPE_CHECKING:
-    from curation.context import RunContext
 
 _SPACE = re.compile(r"\s+")
 
@@ -41,7 +36,7 @@ def normalize_answer(answer: str) -> str:
 
 @register_stage("filters.majority_vote")
 @dataclass
-class MajorityVote(Stage):
+class MajorityVote(GroupFilter):
     r"""Keeps the samples of a problem that agree with the majority answer.
 
     Reads `meta["problem_id"]` (rows without one are a group of their own) and each row's
@@ -68,7 +63,6 @@ class MajorityVote(Stage):
     count_unanswered: bool = True  # rows without an answer count in the share's denominator
     set_expected: bool = False  # write the winner to `expected_answer` where it is empty
 
-    kind: ClassVar[str] = "filter"
     requires: ClassVar[tuple[str, ...]] = ("output",)
     provides: ClassVar[tuple[str, ...]] = (
         "meta.vote_answer",
@@ -128,7 +122,7 @@ class MajorityVote(Stage):
                 counts[index] += 1
         return answers, counts
 
-    def _group(self, rows: list[Record], result: StageResult) -> None:
+    def judge_group(self, rows: list[Record]) -> list[bool | Drop]:
         votes = [self.vote(r) for r in rows]
         answers, counts = self._tally(votes)
         top = max(counts, default=0)
@@ -136,40 +130,24 @@ class MajorityVote(Stage):
         answered = sum(v is not None for v in votes)
         share = top / (len(rows) if self.count_unanswered else max(answered, 1))
         winner = winners[0] if len(winners) == 1 else ""
+        verdicts: list[bool | Drop] = []
         for record, vote in zip(rows, votes, strict=True):
             record.meta["vote_answer"] = vote or ""
             record.meta["majority_answer"] = winner
             record.scores["vote_share"] = share
             if vote is None:
-                reason = "majority_no_answer"
+                verdicts.append(Drop("majority_no_answer"))
             elif len(winners) > 1:
-                reason = "majority_tie"
+                verdicts.append(Drop("majority_tie"))
             elif share < self.min_share:
-                reason = "majority_share_too_low"
+                verdicts.append(Drop("majority_share_too_low"))
             elif not self._same(vote, winner):
-                reason = "majority_disagrees"
+                verdicts.append(Drop("majority_disagrees"))
             else:
-                record.scores[self.stage_type] = 1.0
                 if self.set_expected and not (record.expected_answer or "").strip():
                     record.expected_answer = winner
-                result.kept.append(record)
-                continue
-            record.scores[self.stage_type] = 0.0
-            record.stage, record.reason = self.stage_type, reason
-            result.rejected.append(record)
-
-    def judge(self, records: list[Record]) -> StageResult:
-        groups: dict[str, list[Record]] = defaultdict(list)
-        for record in records:
-            groups[record.meta.get("problem_id") or record.id].append(record)
-        result = StageResult()
-        for rows in groups.values():
-            self._group(rows, result)
-        return result
-
-    async def process(self, records: list[Record], ctx: RunContext) -> StageResult:
-        # Group-wise, so not split across the context's process pool (which chunks by rows).
-        return self.judge(records)
+                verdicts.append(True)
+        return verdicts
 
 
 __all__ = ["MajorityVote", "normalize_answer"]
