@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -87,6 +88,9 @@ class DecontamStage(Stage):
             raise ValueError(f"{self.stage_type}: benchmarks must name at least one benchmark")
         check_fields(self.fields, self.stage_type)
         self._loaded: list[Benchmark] | None = None
+        # Batches of a streamed build call one stage at once; its lazy indexes (and their
+        # on-disk caches) must be built once, so its CPU work runs one call at a time.
+        self._lock = threading.Lock()
 
     @property
     def requires(self) -> tuple[str, ...]:  # type: ignore[override]
@@ -121,11 +125,20 @@ class DecontamStage(Stage):
         """One verdict per text; `ids` are the rows' ids (for within-blend matches)."""
         raise NotImplementedError(f"{type(self).__name__} must implement find()")
 
+    async def run_locked(self, fn: Any, *args: Any) -> Any:
+        """`fn(*args)` in a thread (the event loop stays free), one call of this stage at a time."""
+
+        def locked() -> Any:
+            with self._lock:
+                return fn(*args)
+
+        return await asyncio.to_thread(locked)
+
     async def find_async(
         self, texts: list[str], ctx: RunContext, ids: list[str]
     ) -> list[Match | None]:
         """The verdicts; CPU methods run in a thread so the event loop stays free."""
-        return await asyncio.to_thread(self.find, texts, ctx, ids)
+        return await self.run_locked(self.find, texts, ctx, ids)
 
     async def process(self, records: list[Record], ctx: RunContext) -> StageResult:
         texts = [record_text(r, self.fields) for r in records]

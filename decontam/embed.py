@@ -132,11 +132,9 @@ class EmbedJudgeDecontam(DecontamStage):
         return GenerationRequest.build([{"role": "user", "content": prompt}], sampling)
 
     async def process(self, records: list[Record], ctx: RunContext) -> StageResult:
-        import asyncio
-
         items = all_items(self.load())
         texts = [record_text(r, self.fields) for r in records]
-        cands = await asyncio.to_thread(self.candidates, texts)
+        cands = await self.run_locked(self.candidates, texts)
         plan = [(row, i, s) for row, found in enumerate(cands) for i, s in found]
         requests = [self.request(items[i].text, texts[row]) for row, i, _ in plan]
         responses = await ctx.teacher(self.judge).generate(requests) if requests else []
