@@ -187,18 +187,19 @@ class GroupFilter(Stage):
     """Keeps or drops rows one prompt group at a time: one verdict per row, decided together.
 
     The rows of a group share `group_key` (`meta["problem_id"]`, else the row's own id: a group of
-    one). The subclass writes `judge_group(rows) -> [True | Drop, ...]`, one verdict per row in
-    the order given; the base groups the batch (groups in order of first appearance, rows in
-    batch order), then writes each verdict as a `Filter` does: `scores[stage_type]` = 1.0 kept or
-    the Drop's score, and `stage` / `reason` on the dropped rows. Optional hooks:
+    one). The subclass writes `judge_group(rows, ctx)`, one verdict per row in the order given:
+    True (kept), a Drop, or a Record (kept as that row instead: a pair built from the group). The
+    base groups the batch (groups in order of first appearance, rows in batch order) and writes
+    each verdict as a `Filter` does: `scores[stage_type]` = 1.0 kept or the Drop's score, and
+    `stage` / `reason` on the dropped rows. Optional hooks:
 
     - `keep(record)`: True, or a Drop for a row that cannot join any group (it is dropped
       before grouping, in batch order, ahead of the groups' drops);
     - `arrange(rows)`: the order a group's rows are judged and written in (a ranking);
     - `scored = False`: the verdicts leave `scores` alone (a pairing stage writes its own).
 
-    A group needs no teacher in the stages so far; one that scores every row first (a reward
-    model, in one call for the batch) does that in `process` and then calls `judge`.
+    No group stage calls a teacher per group so far; one that scores every row first (a reward
+    model, one call for the whole batch) does that in `process` and then calls `judge`.
     """
 
     kind: ClassVar[str] = "filter"
@@ -214,10 +215,10 @@ class GroupFilter(Stage):
     def arrange(self, rows: list[Record]) -> list[Record]:
         return rows
 
-    def judge_group(self, rows: list[Record]) -> list[bool | Drop]:
+    def judge_group(self, rows: list[Record], ctx: RunContext) -> list[bool | Drop | Record]:
         raise NotImplementedError(f"{type(self).__name__} must implement judge_group()")
 
-    def judge(self, records: list[Record]) -> StageResult:
+    def judge(self, records: list[Record], ctx: RunContext) -> StageResult:
         result = StageResult()
         groups: dict[Hashable, list[Record]] = {}
         for record in records:
@@ -228,7 +229,7 @@ class GroupFilter(Stage):
                 self._settle(record, verdict, result)
         for rows in groups.values():
             rows = self.arrange(rows)
-            verdicts = self.judge_group(rows)
+            verdicts = self.judge_group(rows, ctx)
             assert len(verdicts) == len(rows), (
                 f"{self.stage_type}: {len(verdicts)} verdicts for a group of {len(rows)} rows"
             )
@@ -236,13 +237,14 @@ class GroupFilter(Stage):
                 self._settle(record, verdict, result)
         return result
 
-    def _settle(self, record: Record, verdict: bool | Drop, result: StageResult) -> None:
+    def _settle(self, record: Record, verdict: bool | Drop | Record, result: StageResult) -> None:
         # Unlike a Filter's, a kept row's score is set, not defaulted: the group's verdict
         # replaces one a row brings from an earlier build.
-        if verdict and not isinstance(verdict, Drop):
+        if isinstance(verdict, Record) or (verdict and not isinstance(verdict, Drop)):
+            kept = verdict if isinstance(verdict, Record) else record
             if self.scored:
-                record.scores[self.stage_type] = 1.0
-            result.kept.append(record)
+                kept.scores[self.stage_type] = 1.0
+            result.kept.append(kept)
             return
         drop = verdict if isinstance(verdict, Drop) else Drop(f"{self.stage_type}_failed")
         if self.scored:
@@ -251,7 +253,7 @@ class GroupFilter(Stage):
 
     async def process(self, records: list[Record], ctx: RunContext) -> StageResult:
         # Group-wise, so never split across the context's process pool (it chunks by rows).
-        return self.judge(records)
+        return self.judge(records, ctx)
 
 
 class LLMStage(Stage):

@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from curation.record import Record
 from curation.registry import register_stage
 from curation.stage import Drop, GroupFilter
 from filters.answers import extract_boxed, extract_mcq_letter, strip_think
 from filters.math import compare_answers
+
+if TYPE_CHECKING:
+    from curation.context import RunContext
 
 _SPACE = re.compile(r"\s+")
 
@@ -122,7 +125,7 @@ class MajorityVote(GroupFilter):
                 counts[index] += 1
         return answers, counts
 
-    def judge_group(self, rows: list[Record]) -> list[bool | Drop]:
+    def judge_group(self, rows: list[Record], ctx: RunContext) -> list[bool | Drop | Record]:
         votes = [self.vote(r) for r in rows]
         answers, counts = self._tally(votes)
         top = max(counts, default=0)
@@ -130,7 +133,7 @@ class MajorityVote(GroupFilter):
         answered = sum(v is not None for v in votes)
         share = top / (len(rows) if self.count_unanswered else max(answered, 1))
         winner = winners[0] if len(winners) == 1 else ""
-        verdicts: list[bool | Drop] = []
+        verdicts: list[bool | Drop | Record] = []
         for record, vote in zip(rows, votes, strict=True):
             record.meta["vote_answer"] = vote or ""
             record.meta["majority_answer"] = winner
