@@ -25,14 +25,13 @@ import json
 import os
 import urllib.error
 import urllib.request
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from curation.record import Message, Record
 from curation.registry import register_stage
-from curation.stage import Stage, StageResult
+from curation.stage import Drop, GroupFilter, StageResult
 from filters.answers import strip_think
 
 if TYPE_CHECKING:
@@ -162,7 +161,7 @@ def parse_reward_reply(reply: Any) -> float:
 
 @register_stage("filters.reward_model")
 @dataclass
-class RewardModel(Stage):
+class RewardModel(GroupFilter):
     """Scores each row with a reward model; keeps the best `top_k` per prompt and/or those at or
     above `threshold`.
 
@@ -192,7 +191,6 @@ class RewardModel(Stage):
     backoff_s: float = 0.5  # endpoint: first retry's delay, doubled each time
     max_concurrency: int = 8  # endpoint: requests in flight
 
-    kind: ClassVar[str] = "filter"
     requires: ClassVar[tuple[str, ...]] = ("input", "output")
     provides: ClassVar[tuple[str, ...]] = (
         "scores.reward",
@@ -248,36 +246,34 @@ class RewardModel(Stage):
         return [*record.input, {"role": "assistant", "content": answer}]
 
     async def process(self, records: list[Record], ctx: RunContext) -> StageResult:
-        scorer = self.scorer(ctx.base_dir)
-        scores = await scorer.score([self.conversation(r) for r in records])
-        result = StageResult()
-        groups: dict[str, list[Record]] = defaultdict(list)
+        # Every row of the batch in one scorer call (full forward-pass batches), then the groups.
+        scores = await self.scorer(ctx.base_dir).score([self.conversation(r) for r in records])
+        failed, scored = [], []
         for record, score in zip(records, scores, strict=True):
             if isinstance(score, str):
                 record.stage, record.reason = self.stage_type, f"reward_failed: {score}"
-                result.failed.append(record)
-                continue
-            record.scores["reward"] = score
-            groups[record.meta.get("problem_id") or record.id].append(record)
-        for rows in groups.values():
-            self._rank(rows, result)
+                failed.append(record)
+            else:
+                record.scores["reward"] = score
+                scored.append(record)
+        result = self.judge(scored, ctx)
+        result.failed = failed
         return result
 
-    def _rank(self, rows: list[Record], result: StageResult) -> None:
-        ranked = sorted(rows, key=lambda r: (-r.scores["reward"], r.id))
-        for rank, record in enumerate(ranked, 1):
+    def arrange(self, rows: list[Record]) -> list[Record]:
+        return sorted(rows, key=lambda r: (-r.scores["reward"], r.id))
+
+    def judge_group(self, rows: list[Record], ctx: RunContext) -> list[bool | Drop | Record]:
+        verdicts: list[bool | Drop | Record] = []
+        for rank, record in enumerate(rows, 1):
             record.meta["reward_rank"] = str(rank)
             if self.threshold is not None and record.scores["reward"] < self.threshold:
-                reason = "reward_below_threshold"
+                verdicts.append(Drop("reward_below_threshold"))
             elif self.top_k and rank > self.top_k:
-                reason = "reward_not_top_k"
+                verdicts.append(Drop("reward_not_top_k"))
             else:
-                record.scores[self.stage_type] = 1.0
-                result.kept.append(record)
-                continue
-            record.scores[self.stage_type] = 0.0
-            record.stage, record.reason = self.stage_type, reason
-            result.rejected.append(record)
+                verdicts.append(True)
+        return verdicts
 
 
 __all__ = ["HttpRewardModel", "LocalRewardModel", "RewardModel", "parse_reward_reply"]
