@@ -23,13 +23,13 @@ rejected the -0.3 answer, margin 1.8.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections.abc import Hashable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, ClassVar
 
 from curation.record import Record, record_id
 from curation.registry import register_stage
-from curation.stage import Stage, StageResult
+from curation.stage import Drop, GroupFilter
 
 if TYPE_CHECKING:
     from curation.context import RunContext
@@ -57,12 +57,13 @@ def pick_pair(scores: list[float], min_margin: float = 0.0) -> tuple[int, int] |
 
 @register_stage("generators.preference_pair")
 @dataclass
-class PreferencePair(Stage):
+class PreferencePair(GroupFilter):
     """Best and worst reward-model-scored sample of each prompt and toggle, as one pair row."""
 
     min_margin: float = 0.5  # reward gap a pair needs; smaller gaps teach mostly noise
 
     kind: ClassVar[str] = "transform"
+    scored: ClassVar[bool] = False  # the pair row carries reward scores, not a verdict
     requires: ClassVar[tuple[str, ...]] = ("output", "meta.problem_id", f"scores.{SCORE}")
     provides: ClassVar[tuple[str, ...]] = (
         "meta.rejected",
@@ -78,48 +79,33 @@ class PreferencePair(Stage):
                 f"generators.preference_pair: min_margin must be >= 0, got {self.min_margin}"
             )
 
-    async def process(self, records: list[Record], ctx: RunContext) -> StageResult:
-        groups: dict[tuple[str, str], list[Record]] = defaultdict(list)
-        result = StageResult()
-        for record in records:
-            if SCORE not in record.scores:
-                self._reject(record, "preference_missing_reward", result)
-                continue
-            groups[(record.meta.get("problem_id") or record.id, record.reasoning)].append(record)
-        for rows in groups.values():
-            rows.sort(key=lambda r: r.id)  # shard order must not change which tie wins
-            self._pair(rows, ctx.dataset, result)
-        return result
+    def group_key(self, record: Record) -> Hashable:
+        return (record.meta.get("problem_id") or record.id, record.reasoning)
 
-    def _pair(self, rows: list[Record], dataset: str, result: StageResult) -> None:
+    def keep(self, record: Record) -> bool | Drop:
+        return SCORE in record.scores or Drop("preference_missing_reward")
+
+    def arrange(self, rows: list[Record]) -> list[Record]:
+        return sorted(rows, key=lambda r: r.id)  # shard order must not change which tie wins
+
+    def judge_group(self, rows: list[Record], ctx: RunContext) -> list[bool | Drop | Record]:
+        """The pair row in the best row's place; every other row is dropped."""
         picked = pick_pair([r.scores[SCORE] for r in rows], self.min_margin)
         if picked is None:
-            reason = (
-                "preference_too_few_samples" if len(rows) < 2 else "preference_margin_too_small"
-            )
-            for row in rows:
-                self._reject(row, reason, result)
-            return
+            small = "preference_too_few_samples" if len(rows) < 2 else "preference_margin_too_small"
+            return [Drop(small)] * len(rows)
         best, worst = rows[picked[0]], rows[picked[1]]
         chosen_score, rejected_score = best.scores[SCORE], worst.scores[SCORE]
         pair = replace(
             best,
-            id=record_id(dataset, best.source_id, best.input, "preference-pair", f"{best.id}>{worst.id}"),
+            id=record_id(ctx.dataset, best.source_id, best.input, "preference-pair", f"{best.id}>{worst.id}"),
             scores={**best.scores, "reward_chosen": chosen_score, "reward_rejected": rejected_score,
                     "reward_margin": chosen_score - rejected_score},
             meta={**best.meta, "rejected": worst.output, "rejected_id": worst.id,
                   "chosen_id": best.id},
         )  # fmt: skip
-        result.kept.append(pair)
-        for row in rows:
-            if row is worst:
-                self._reject(row, "preference_in_pair", result)
-            elif row is not best:
-                self._reject(row, "preference_not_extreme", result)
-
-    def _reject(self, record: Record, reason: str, result: StageResult) -> None:
-        record.stage, record.reason = self.stage_type, reason
-        result.rejected.append(record)
+        in_pair, not_extreme = Drop("preference_in_pair"), Drop("preference_not_extreme")
+        return [pair if r is best else in_pair if r is worst else not_extreme for r in rows]
 
 
 __all__ = ["PreferencePair", "pick_pair"]
