@@ -30,10 +30,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, ClassVar
 
-from curation.generation import GenerationRequest, SamplingParams
+from curation.generation import GenerationResponse
 from curation.record import THINKING_OFF, Record, record_id, stable_hash
 from curation.registry import register_stage
-from curation.stage import Drop, Stage, StageResult
+from curation.stage import Drop, LLMStage, StageResult
 
 if TYPE_CHECKING:
     from curation.context import RunContext
@@ -65,7 +65,7 @@ def parse_output(text: str, finish_reason: str, drop_truncated: bool = True) -> 
 
 @register_stage("generators.reasoning_off_pair")
 @dataclass
-class ReasoningOffPair(Stage):
+class ReasoningOffPair(LLMStage):
     """Adds `samples` reasoning-off rows per prompt with a kept reasoning-on row (module doc)."""
 
     teacher: str = "chat"  # the non-reasoning teacher (§3.2: Llama-3.x-70B-Instruct)
@@ -90,7 +90,6 @@ class ReasoningOffPair(Stage):
         "meta.problem_id",
         "meta.finish_reason",
     )
-    teacher_fields: ClassVar[tuple[str, ...]] = ("teacher",)
 
     def __post_init__(self) -> None:
         if not 0 < self.fraction <= 1:
@@ -100,9 +99,6 @@ class ReasoningOffPair(Stage):
         if self.samples > 1 and self.temperature == 0:
             raise ValueError("samples > 1 with temperature 0 gives identical answers; raise both")
         self.sampling()  # SamplingParams checks the ranges
-
-    def sampling(self) -> SamplingParams:
-        return SamplingParams(self.temperature, self.top_p, self.max_tokens)
 
     def pairs(self, records: list[Record]) -> list[Record]:
         """The reasoning-on rows to pair: one per prompt (smallest id) or all, within `fraction`."""
@@ -118,49 +114,33 @@ class ReasoningOffPair(Stage):
                 chosen[key] = record
         return sorted(chosen.values(), key=lambda r: r.id)
 
-    async def process(self, records: list[Record], ctx: RunContext) -> StageResult:
-        teacher = ctx.teacher(self.teacher)
-        plan = [(on, k) for on in self.pairs(records) for k in range(self.samples)]
-        requests = [
-            GenerationRequest.build(
-                format_input(on), self.sampling(), sample_index=k, seed=ctx.seed
-            )
-            for on, k in plan
-        ]
-        responses = await teacher.generate(requests)
-        generator = self.generator_name or teacher.backend.model
-        result = StageResult(kept=list(records))
-        partners: dict[str, list[str]] = {}
-        for (on, k), response in zip(plan, responses, strict=True):
-            row = self._off_row(ctx, on, k, generator, response.finish_reason)
-            if response.error is not None:
-                row.stage, row.reason = self.stage_type, f"request_failed: {response.error}"
-                result.failed.append(row)
-                continue
-            parsed = parse_output(response.text, response.finish_reason, self.drop_truncated)
-            if isinstance(parsed, Drop):
-                row.output = response.text  # the raw text stays, so the reason can be checked
-                row.stage, row.reason = self.stage_type, parsed.reason
-                result.rejected.append(row)
-                continue
-            row.output = parsed
-            result.kept.append(row)
-            partners.setdefault(on.id, []).append(row.id)
-        for record in records:
-            if record.id in partners:
-                record.meta["pair_id"] = ",".join(partners[record.id])
-        return result
+    def asked(self, records: list[Record]) -> list[Record]:
+        return self.pairs(records)
 
-    def _off_row(self, ctx: RunContext, on: Record, k: int, generator: str, finish: str) -> Record:
-        meta = {key: value for key, value in on.meta.items() if key not in self.reset_meta}
+    def kept_inputs(self, records: list[Record]) -> list[Record]:
+        return list(records)  # every input row stays; the off rows come after them
+
+    def format_input(self, record: Record) -> list[dict[str, str]]:
+        return format_input(record)
+
+    def parse_output(self, text: str, row: Record, response: GenerationResponse) -> dict | Drop:
+        answer = parse_output(text, response.finish_reason, self.drop_truncated)
+        return answer if isinstance(answer, Drop) else {"output": answer}
+
+    def new_row(
+        self, ctx: RunContext, record: Record, k: int, generator: str, response: GenerationResponse
+    ) -> Record:
+        meta = {key: value for key, value in record.meta.items() if key not in self.reset_meta}
         meta.update(
-            pair_id=on.id,
-            problem_id=on.meta.get("problem_id", on.id),
-            finish_reason=finish,
+            pair_id=record.id,
+            problem_id=record.meta.get("problem_id", record.id),
+            finish_reason=response.finish_reason,
         )
         return replace(
-            on,
-            id=record_id(ctx.dataset, on.source_id, on.input, generator, f"pair-off{k}:{on.id}"),
+            record,
+            id=record_id(
+                ctx.dataset, record.source_id, record.input, generator, f"pair-off{k}:{record.id}"
+            ),
             output="",
             reasoning="off",
             system_prompt=THINKING_OFF,
@@ -171,6 +151,16 @@ class ReasoningOffPair(Stage):
             stage=None,
             reason=None,
         )
+
+    async def process(self, records: list[Record], ctx: RunContext) -> StageResult:
+        result = await super().process(records, ctx)
+        partners: dict[str, list[str]] = {}
+        for off in result.kept[len(records) :]:
+            partners.setdefault(off.meta["pair_id"], []).append(off.id)
+        for record in records:
+            if record.id in partners:
+                record.meta["pair_id"] = ",".join(partners[record.id])
+        return result
 
     def sampling_summary(self) -> dict[str, object]:
         return {"teacher": self.teacher, "samples": self.samples, **self.sampling().as_dict()}
