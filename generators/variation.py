@@ -31,11 +31,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
-from curation.generation import GenerationRequest, SamplingParams
+from curation.generation import GenerationResponse
 from curation.record import Record, record_id
 from curation.registry import register_stage
-from curation.stage import Drop, Stage, StageResult
-from generators.templates import PromptTemplate, conversation_text, load_template
+from curation.stage import Drop, LLMStage
+from generators.templates import conversation_text, load_template
 
 if TYPE_CHECKING:
     from curation.context import RunContext
@@ -97,7 +97,7 @@ def parse_output(
 
 @register_stage("generators.question_variation")
 @dataclass
-class QuestionVariation(Stage):
+class QuestionVariation(LLMStage):
     """`variants` new problems per row, each linked to its parent; see the module docstring."""
 
     teacher: str = "writer"  # §3.1.3: Qwen2.5 wrote the variations
@@ -120,7 +120,6 @@ class QuestionVariation(Stage):
         "meta.answer_source",
         "meta.finish_reason",
     )
-    teacher_fields: ClassVar[tuple[str, ...]] = ("teacher",)
 
     def __post_init__(self) -> None:
         if self.variants < 1:
@@ -132,62 +131,47 @@ class QuestionVariation(Stage):
         if "/" not in self.template and not Path(self.template).suffix:
             load_template(self.template, TEMPLATE_FIELDS)
 
-    def sampling(self) -> SamplingParams:
-        return SamplingParams(self.temperature, self.top_p, self.max_tokens)
+    def samples_for(self, record: Record) -> int:
+        return self.variants
 
-    def format_input(self, record: Record, template: PromptTemplate) -> list[dict[str, str]]:
-        return [{"role": "user", "content": template.render(problem=problem_text(record))}]
+    def kept_inputs(self, records: list[Record]) -> list[Record]:
+        return list(records) if self.keep_parent else []
 
-    async def process(self, records: list[Record], ctx: RunContext) -> StageResult:
-        teacher = ctx.teacher(self.teacher)
-        template = load_template(self.template, TEMPLATE_FIELDS, ctx.base_dir)
-        plan = [(parent, k) for parent in records for k in range(self.variants)]
-        requests = [
-            GenerationRequest.build(
-                self.format_input(parent, template), self.sampling(), sample_index=k, seed=ctx.seed
+    def prepare(self, ctx: RunContext) -> None:
+        self._template = load_template(self.template, TEMPLATE_FIELDS, ctx.base_dir)
+
+    def format_input(self, record: Record) -> list[dict[str, str]]:
+        return [{"role": "user", "content": self._template.render(problem=problem_text(record))}]
+
+    def parse_output(self, text: str, row: Record, response: GenerationResponse) -> dict | Drop:
+        parsed = parse_output(text, problem_text(row), response.finish_reason, self.drop_truncated)
+        if isinstance(parsed, Drop):
+            return parsed
+        columns: dict[str, object] = {"input": [{"role": "user", "content": parsed.problem}]}
+        if self.trust_teacher_answer and parsed.answer is not None:
+            columns.update(
+                {"expected_answer": parsed.answer, "meta.answer_source": "teacher_unverified"}
             )
-            for parent, k in plan
-        ]
-        responses = await teacher.generate(requests)
-        generator = teacher.backend.model
-        result = StageResult(kept=list(records) if self.keep_parent else [])
-        for (parent, k), response in zip(plan, responses, strict=True):
-            row = self._row(ctx, parent, k, generator, response.finish_reason)
-            if response.error is not None:
-                row.stage, row.reason = self.stage_type, f"request_failed: {response.error}"
-                result.failed.append(row)
-                continue
-            parsed = parse_output(
-                response.text, problem_text(parent), response.finish_reason, self.drop_truncated
-            )
-            if isinstance(parsed, Drop):
-                row.output, row.generator = response.text, generator
-                row.stage, row.reason = self.stage_type, parsed.reason
-                result.rejected.append(row)
-                continue
-            row.input = [{"role": "user", "content": parsed.problem}]
-            if self.trust_teacher_answer and parsed.answer is not None:
-                row.expected_answer = parsed.answer
-                row.meta["answer_source"] = "teacher_unverified"
-            result.kept.append(row)
-        return result
+        return columns
 
-    def _row(self, ctx: RunContext, parent: Record, k: int, generator: str, finish: str) -> Record:
-        source_id = f"{parent.source_id or parent.id}~v{k}"
-        meta = {key: parent.meta[key] for key in self.carry_meta if key in parent.meta}
+    def new_row(
+        self, ctx: RunContext, record: Record, k: int, generator: str, response: GenerationResponse
+    ) -> Record:
+        source_id = f"{record.source_id or record.id}~v{k}"
+        meta = {key: record.meta[key] for key in self.carry_meta if key in record.meta}
         meta.update(
-            parent_id=parent.id,
+            parent_id=record.id,
             variant=str(k),
             variation_generator=generator,
             answer_source="none",
-            finish_reason=finish,
+            finish_reason=response.finish_reason,
         )
         return Record(
-            id=record_id(ctx.dataset, source_id, parent.input, generator, k),
-            input=list(parent.input),
-            category=parent.category,
-            license=parent.license,
-            source=parent.source,
+            id=record_id(ctx.dataset, source_id, record.input, generator, k),
+            input=list(record.input),
+            category=record.category,
+            license=record.license,
+            source=record.source,
             source_id=source_id,
             meta=meta,
         )
