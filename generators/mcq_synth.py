@@ -39,11 +39,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import yaml
 
-from curation.generation import GenerationRequest, SamplingParams
+from curation.generation import GenerationResponse
 from curation.record import Record, record_id, stable_hash
 from curation.registry import register_stage
 from curation.sources import SourceError
-from curation.stage import Drop, Source, Stage, StageResult
+from curation.stage import Drop, LLMStage, Source
 from generators.templates import PromptTemplate, load_template
 
 if TYPE_CHECKING:
@@ -235,7 +235,7 @@ def shuffled(mcq: Mcq, key: str) -> Mcq:
 
 @register_stage("generators.mcq_synth")
 @dataclass
-class McqSynth(Stage):
+class McqSynth(LLMStage):
     """`samples` new MCQs per grid-cell row; see the module docstring for columns and reasons."""
 
     teacher: str = "writer"  # §3.1.3: Qwen2.5 models wrote the questions
@@ -256,7 +256,6 @@ class McqSynth(Stage):
         "meta.question_generator",
         "meta.finish_reason",
     )
-    teacher_fields: ClassVar[tuple[str, ...]] = ("teacher",)
 
     def __post_init__(self) -> None:
         if self.samples < 1:
@@ -268,60 +267,41 @@ class McqSynth(Stage):
         if "/" not in self.template and not Path(self.template).suffix:
             load_template(self.template, TEMPLATE_FIELDS, required=TEMPLATE_FIELDS[:3])
 
-    def sampling(self) -> SamplingParams:
-        return SamplingParams(self.temperature, self.top_p, self.max_tokens)
-
     def load_template(self, base_dir: Path | None = None) -> PromptTemplate:
         return load_template(self.template, TEMPLATE_FIELDS, base_dir, TEMPLATE_FIELDS[:3])
 
-    def format_input(self, cell: Record, template: PromptTemplate) -> list[dict[str, str]]:
-        text = template.render(
-            topic=cell.meta["topic"],
-            subtopic=cell.meta["subtopic"],
-            difficulty=cell.meta["difficulty"],
+    def prepare(self, ctx: RunContext) -> None:
+        self._template = self.load_template(ctx.base_dir)
+
+    def format_input(self, record: Record) -> list[dict[str, str]]:
+        text = self._template.render(
+            topic=record.meta["topic"],
+            subtopic=record.meta["subtopic"],
+            difficulty=record.meta["difficulty"],
             options=str(self.options),
             last_letter=LETTERS[self.options - 1],
         )
         return [{"role": "user", "content": text}]
 
-    async def process(self, records: list[Record], ctx: RunContext) -> StageResult:
-        teacher = ctx.teacher(self.teacher)
-        template = self.load_template(ctx.base_dir)
-        plan = [(cell, k) for cell in records for k in range(self.samples)]
-        requests = [
-            GenerationRequest.build(
-                self.format_input(cell, template), self.sampling(), sample_index=k, seed=ctx.seed
-            )
-            for cell, k in plan
-        ]
-        responses = await teacher.generate(requests)
-        generator = teacher.backend.model
-        result = StageResult()
-        for (cell, k), response in zip(plan, responses, strict=True):
-            row = self._row(ctx, cell, k, generator, response.finish_reason)
-            if response.error is not None:
-                row.stage, row.reason = self.stage_type, f"request_failed: {response.error}"
-                result.failed.append(row)
-                continue
-            parsed = parse_output(response.text, self.options)
-            if isinstance(parsed, Drop):
-                row.output, row.generator = response.text, generator
-                row.stage, row.reason = self.stage_type, parsed.reason
-                result.rejected.append(row)
-                continue
-            if self.shuffle_options:
-                parsed = shuffled(parsed, row.id)
-            row.input = [{"role": "user", "content": parsed.prompt()}]
-            row.expected_answer = parsed.answer
-            result.kept.append(row)
-        return result
+    def parse_output(self, text: str, row: Record, response: GenerationResponse) -> dict | Drop:
+        parsed = parse_output(text, self.options)
+        if isinstance(parsed, Drop):
+            return parsed
+        if self.shuffle_options:
+            parsed = shuffled(parsed, row.id)
+        return {
+            "input": [{"role": "user", "content": parsed.prompt()}],
+            "expected_answer": parsed.answer,
+        }
 
-    def _row(self, ctx: RunContext, cell: Record, k: int, generator: str, finish: str) -> Record:
-        source_id = f"{cell.source_id or cell.id}#{k}"
+    def new_row(
+        self, ctx: RunContext, record: Record, k: int, generator: str, response: GenerationResponse
+    ) -> Record:
+        source_id = f"{record.source_id or record.id}#{k}"
         return replace(
-            cell,
-            id=record_id(ctx.dataset, source_id, cell.input, generator, k),
-            input=list(cell.input),
+            record,
+            id=record_id(ctx.dataset, source_id, record.input, generator, k),
+            input=list(record.input),
             output="",
             category=self.category,
             source_id=source_id,
@@ -329,11 +309,11 @@ class McqSynth(Stage):
             scores={},
             used_in_training=[],
             meta={
-                **cell.meta,
-                "cell_id": cell.source_id or cell.id,
+                **record.meta,
+                "cell_id": record.source_id or record.id,
                 "sample": str(k),
                 "question_generator": generator,
-                "finish_reason": finish,
+                "finish_reason": response.finish_reason,
             },
         )
 
