@@ -4,40 +4,39 @@ A concrete stage is a dataclass whose fields are its recipe parameters (validate
 the recipe boundary). The bases below do the chores once — grouping, requests, counting, reasons,
 scores, the rejected and failed splits — so a concrete stage writes only its own decision:
 
-- a source: `Source.read(ctx)` yields the problems/prompts a build starts from;
-- a filter: `Filter.keep(record)` returns True, or `Drop(reason)` to move the row to the rejected
-  split (`filters.format`);
-- a group filter: `GroupFilter.judge_group(rows)` gets the rows of one prompt group (keyed by
+- `Source.read(ctx)` yields the problems/prompts a build starts from;
+- a filter: `Filter.keep(record)` returns True, or `Drop(reason)` to move the row to the
+  rejected split (`filters.format`);
+- a group filter: `GroupFilter.judge_group(rows, ctx)` gets the rows of one prompt group (same
   `group_key`, `meta.problem_id` by default) and returns one verdict per row, in order: majority
-  vote, pass rate, reward-model top-k, preference pairs (`filters.majority`);
+  vote, reward-model top-k, preference pairs (`filters.majority`);
 - an LLM stage: `LLMStage.format_input(record)` (the conversation to send, or None) and
-  `LLMStage.parse_output(text, row, response)` (the columns to set, or `Drop`), two pure functions
-  around one teacher call per batch; `new_row` says which row each answer becomes
+  `LLMStage.parse_output(text, row, response)` (the columns to set, or a Drop) are two pure
+  functions around one teacher call per batch; `new_row` builds the row an answer becomes
   (`generators.variation`);
-- a transform: `Transform.apply(record)` returns the record changed (or a list of records);
-- anything else (a global stage, a multi-call flow like `generators.its`) overrides
-  `process(records, ctx)`, which is async so generation can await its teachers.
+- `Transform.apply(record)` returns the record changed (or a list of records);
+- anything else overrides `process(records, ctx)` (async, so it can await teachers): a global
+  stage, a flow of several dependent calls (`generators.its`). `reject` and `fail` file a row.
 
 Scope (see docs/execution.md): the runner streams rows through the stages in small batches of
 source rows, and every row a source row fans out into stays in that batch. So a `row` stage
 and a `group` stage (one verdict per prompt group) both see whole prompt groups in each
 `process` call. A `global` stage must see every row of the build at once (within-blend dedup,
-`decontam.minhash`): it overrides `process` and declares `scope = "global"`, and the runner gives
-it the one barrier.
+`decontam.minhash`): the runner gives it the one barrier.
 
-    @register_stage("filters.shout")            # a filter
+    @register_stage("filters.shout")  # a filter
     @dataclass
     class Shout(Filter):
         def keep(self, record):
             return record.output.isupper() or Drop("shout_lowercase")
 
-    @register_stage("filters.first_sample")     # a group filter
+    @register_stage("filters.first_sample")  # a group filter
     @dataclass
     class FirstSample(GroupFilter):
-        def judge_group(self, rows):
+        def judge_group(self, rows, ctx):
             return [True] + [Drop("first_sample_not_first")] * (len(rows) - 1)
 
-    @register_stage("generators.title")         # an LLM stage: one new row per answer
+    @register_stage("generators.title")  # an LLM stage: one new row per answer
     @dataclass
     class Title(LLMStage):
         teacher: str = "writer"
@@ -49,10 +48,25 @@ it the one barrier.
             return [{"role": "user", "content": f"A title for: {record.output}"}]
 
         def new_row(self, ctx, record, k, generator, response):
-            return replace(record, id=f"{record.id}-title", meta={**record.meta})
+            return replace(record, id=f"{record.id}-title", meta=dict(record.meta))
 
         def parse_output(self, text, row, response):
             return {"meta.title": text.strip()} if text.strip() else Drop("title_empty")
+
+    @register_stage("filters.unique_output")  # a global stage: every row of the build at once
+    @dataclass
+    class UniqueOutput(Stage):
+        scope: ClassVar[str] = "global"
+
+        async def process(self, records, ctx):
+            result, seen = StageResult(), set()
+            for record in records:
+                if record.output in seen:
+                    reject(self.stage_type, record, "unique_output_repeat", result)
+                else:
+                    seen.add(record.output)
+                    result.kept.append(record)
+            return result
 """
 
 from __future__ import annotations
@@ -98,8 +112,16 @@ def settle(stage: str, record: Record, verdict: bool | Drop, result: StageResult
 
 
 def reject(stage: str, record: Record, reason: str, result: StageResult) -> None:
+    """Into the rejected split: the row was judged and dropped, with the stage and the reason."""
     record.stage, record.reason = stage, reason
     result.rejected.append(record)
+
+
+def fail(stage: str, record: Record, reason: str, result: StageResult) -> None:
+    """Into the failed split: nothing was judged (a request failed after its retries), so the
+    next build asks again."""
+    record.stage, record.reason = stage, reason
+    result.failed.append(record)
 
 
 class Stage:
@@ -332,8 +354,7 @@ class LLMStage(Stage):
         for (record, k, _), response in zip(plan, responses, strict=True):
             row = self.new_row(ctx, record, k, generator, response)
             if response.error is not None:
-                row.stage, row.reason = self.stage_type, f"request_failed: {response.error}"
-                result.failed.append(row)
+                fail(self.stage_type, row, f"request_failed: {response.error}", result)
                 continue
             parsed = self.parse_output(response.text, row, response)
             if isinstance(parsed, Drop):
