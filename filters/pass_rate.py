@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 from curation.generation import GenerationRequest, SamplingParams
 from curation.record import SYSTEM_PROMPTS, Record
 from curation.registry import register_stage
-from curation.stage import Stage, StageResult
+from curation.stage import Stage, StageResult, fail, reject
 from filters.answers import extract_boxed, extract_mcq_letter, strip_think
 from filters.code import CodeExec
 from filters.math import compare_answers
@@ -143,9 +143,9 @@ class PassRate(Stage):
         for record in records:
             verifier = self.verifier_for(record)
             if verifier is None:
-                self._reject(result, record, "pass_rate_no_verifier")
+                reject(self.stage_type, record, "pass_rate_no_verifier", result)
             elif verifier != "code" and not (record.expected_answer or "").strip():
-                self._reject(result, record, "pass_rate_no_gold")
+                reject(self.stage_type, record, "pass_rate_no_gold", result)
             else:
                 todo.append((record, verifier))
         requests = [q for record, _ in todo for q in self.requests(record, ctx.seed)]
@@ -156,8 +156,7 @@ class PassRate(Stage):
             error = next((a.error for a in answers if a.error is not None), None)
             texts = [a.text for a in answers]
             if error is not None:
-                record.stage, record.reason = self.stage_type, f"request_failed: {error}"
-                result.failed.append(record)
+                fail(self.stage_type, record, f"request_failed: {error}", result)
             elif verifier == "code":
                 code_jobs.append((record, texts))
             else:
@@ -181,15 +180,11 @@ class PassRate(Stage):
             pass_rate_verifier=verifier,
         )
         if self.drop_above is not None and rate >= self.drop_above:
-            self._reject(result, record, "pass_rate_too_high")
+            reject(self.stage_type, record, "pass_rate_too_high", result)
         elif self.drop_below is not None and rate <= self.drop_below:
-            self._reject(result, record, "pass_rate_too_low")
+            reject(self.stage_type, record, "pass_rate_too_low", result)
         else:
             result.kept.append(record)
-
-    def _reject(self, result: StageResult, record: Record, reason: str) -> None:
-        record.stage, record.reason = self.stage_type, reason
-        result.rejected.append(record)
 
     def sampling_summary(self) -> dict[str, object]:
         return {
