@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from curation.generation import GenerationRequest, SamplingParams
 from curation.record import Record
 from curation.registry import register_stage
-from curation.stage import Drop, Stage, StageResult
+from curation.stage import Drop, Stage, StageResult, fail, reject
 from filters.answers import strip_think
 from filters.math import compare_answers
 
@@ -238,8 +238,7 @@ class MathJudge(Stage):
             response = responses[prompt]
             record.meta["verified_by"] = "judge"
             if response.error is not None:
-                record.stage, record.reason = self.stage_type, f"request_failed: {response.error}"
-                result.failed.append(record)
+                fail(self.stage_type, record, f"request_failed: {response.error}", result)
                 continue
             record.meta["judge_output"] = response.text.strip()[: self.judge_output_chars]
             verdict = parse_verdict(response.text)
@@ -259,8 +258,7 @@ class MathJudge(Stage):
 
     def _reject(self, result: StageResult, record: Record, reason: str) -> None:
         record.scores[self.stage_type] = 0.0
-        record.stage, record.reason = self.stage_type, reason
-        result.rejected.append(record)
+        reject(self.stage_type, record, reason, result)
 
 
 # ------------------------------------------------------------------ agreement report
