@@ -3,11 +3,13 @@
 Starts the fault server (faults off: it answers at once) in a subprocess on loopback, then, for
 each concurrency, sends the same requests through (a) a bare `AsyncOpenAI` client bounded by a
 semaphore, with the SDK's default httpx transport and with its aiohttp one, and (b)
-`OpenAIBackend.generate` with `max_concurrency` equal (aiohttp transport, its default), and
-prints completed requests per second and the ratios. All see the same server and the same
-machine. thinkmix / plain-aiohttp is the backend's own overhead (grouping, limits, retries
-bookkeeping), target >= 0.95; thinkmix / plain-httpx is what a user gains over the loop they
-would write with the SDK's defaults.
+`OpenAIBackend.generate` with `max_concurrency` equal (aiohttp transport, its default), as it
+runs by default (streamed: SSE, with its first-byte and idle timeouts) and with `stream: false`,
+and prints completed requests per second and the ratios. All see the same server and the same
+machine. The plain loops do not stream (the loop a user would write: `create()` and read
+`choices`). thinkmix / plain-aiohttp is the backend's own overhead (grouping, limits, retries
+bookkeeping, stream parsing), target >= 0.95; thinkmix / plain-httpx is what a user gains over
+the loop they would write with the SDK's defaults.
 
     python benchmarks/generation_throughput.py --requests 2000 --concurrency 64 256
 
@@ -74,12 +76,24 @@ async def plain_loop_aiohttp(base_url: str, reqs: list[GenerationRequest], concu
     return await plain_loop(base_url, reqs, concurrency, aiohttp=True)
 
 
-async def thinkmix_backend(base_url: str, reqs: list[GenerationRequest], concurrency: int) -> int:
+async def thinkmix_backend(
+    base_url: str, reqs: list[GenerationRequest], concurrency: int, stream: bool = True
+) -> int:
     backend = OpenAIBackend(
-        "fault-model", base_url=base_url, max_concurrency=concurrency, timeout_s=TIMEOUT_S
+        "fault-model",
+        base_url=base_url,
+        max_concurrency=concurrency,
+        timeout_s=TIMEOUT_S,
+        stream=stream,
     )
     out = await backend.generate(reqs)
     return sum(r.error is None for r in out)
+
+
+async def thinkmix_unstreamed(
+    base_url: str, reqs: list[GenerationRequest], concurrency: int
+) -> int:
+    return await thinkmix_backend(base_url, reqs, concurrency, stream=False)
 
 
 def timed(fn, base_url: str, reqs: list[GenerationRequest], concurrency: int) -> float:
@@ -119,20 +133,22 @@ def main() -> None:
         timed(plain_loop, base_url, reqs[:200], 16)  # warm up every path
         timed(plain_loop_aiohttp, base_url, reqs[:200], 16)
         timed(thinkmix_backend, base_url, reqs[:200], 16)
+        timed(thinkmix_unstreamed, base_url, reqs[:200], 16)
         print(f"{args.requests} requests against {base_url} (fault server, no faults)")
         print(
             f"{'concurrency':>11}  {'plain httpx':>11}  {'plain aiohttp':>13}  {'thinkmix':>8}"
-            "  (req/s)  thinkmix/aiohttp  thinkmix/httpx"
+            f"  {'unstreamed':>10}  (req/s)  thinkmix/aiohttp  thinkmix/httpx  unstreamed/aiohttp"
         )
         for concurrency in args.concurrency:
-            plain = aio = ours = 0.0
+            plain = aio = ours = flat = 0.0
             for _ in range(args.rounds):
                 plain = max(plain, timed(plain_loop, base_url, reqs, concurrency))
                 aio = max(aio, timed(plain_loop_aiohttp, base_url, reqs, concurrency))
                 ours = max(ours, timed(thinkmix_backend, base_url, reqs, concurrency))
+                flat = max(flat, timed(thinkmix_unstreamed, base_url, reqs, concurrency))
             print(
-                f"{concurrency:>11}  {plain:>11.0f}  {aio:>13.0f}  {ours:>8.0f}  {'':>7}  "
-                f"{ours / aio:>16.2f}  {ours / plain:>14.2f}"
+                f"{concurrency:>11}  {plain:>11.0f}  {aio:>13.0f}  {ours:>8.0f}  {flat:>10.0f}"
+                f"  {'':>7}  {ours / aio:>16.2f}  {ours / plain:>14.2f}  {flat / aio:>18.2f}"
             )
             if args.peer_python:
                 for line in peers(args.peer_python, base_url, args.requests, concurrency):

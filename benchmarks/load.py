@@ -5,7 +5,8 @@ runs each client path in a fresh child process, so every path's peak RSS and fil
 are its own and the server's are nobody's:
 
 - `plain`: a bare `AsyncOpenAI` client bounded by a semaphore (the baseline);
-- `backend`: thinkmix's `openai` backend (`OpenAIBackend.generate`, `max_concurrency` = C);
+- `backend`: thinkmix's `openai` backend (`OpenAIBackend.generate`, `max_concurrency` = C),
+  streamed as it is by default (the plain loop is not: it is the loop a user would write);
 - `cached`: the real build path: `CachedTeacher` over that backend and a fresh sqlite request
   cache (a lookup per request, a commit per chunk of 4 x C answers).
 

@@ -351,6 +351,8 @@ class FaultServer:
             events.append(_sse({**head, "choices": [], "usage": payload["usage"]}))
             tokens = payload["usage"]["completion_tokens"]
         events.append(b"data: [DONE]\n\n")
+        if fault not in ("stall", "slow"):  # all at once, one write: the server costs little
+            return web.Response(body=b"".join(events), content_type="text/event-stream"), tokens
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         if fault == "stall":
@@ -360,12 +362,11 @@ class FaultServer:
                 _abort(request)
                 return response, 0
             events = events[plan.stall_after :]
-        if fault == "slow":  # the whole answer takes slow_s, spread over its chunks
-            for event in events:
-                await asyncio.sleep(plan.slow_s / len(events))
-                await response.write(event)
-        else:  # one write: a fast server costs the client what parsing costs, nothing more
-            await response.write(b"".join(events))
+        delay = plan.slow_s / len(events) if fault == "slow" else 0.0  # slow: slow_s in all
+        for event in events:
+            if delay:
+                await asyncio.sleep(delay)
+            await response.write(event)
         await response.write_eof()
         return response, tokens
 

@@ -349,7 +349,7 @@ class OpenAIBackend:
             raise _Retryable("timeout", f"no answer within {opts.timeout_s} s") from None
         except openai.APIConnectionError as exc:
             raise _Retryable("connection", f"connection failed: {exc.__cause__ or exc}") from None
-        except httpx.RequestError as exc:  # while reading a stream: outside the SDK's mapping
+        except (httpx.RequestError, aiohttp.ClientError) as exc:  # reading a stream: not mapped
             raise _Retryable("connection", f"stream broken: {exc.__cause__ or exc}") from None
         except openai.APIStatusError as exc:
             status, detail = exc.status_code, f"HTTP {exc.status_code}: {exc.message}"[:300]
@@ -361,6 +361,7 @@ class OpenAIBackend:
     async def _read_stream(
         self, http: httpx.Response, n: int, limits: CallTimeout
     ) -> tuple[list[GenerationResponse], int | None]:
+        """The answers of a streamed call, read as they come (or whole, if it came as JSON)."""
         try:
             if not http.headers.get("content-type", "").startswith("text/event-stream"):
                 limits.relax()  # a whole JSON body: the server does not stream
