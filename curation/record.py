@@ -11,6 +11,8 @@ import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
+from itertools import accumulate, chain
+from operator import attrgetter, methodcaller
 from typing import Any, Literal
 
 import pyarrow as pa
@@ -68,9 +70,13 @@ class Record:
 Records = Iterator[Record]
 
 
+# What json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str) builds on every call.
+_HASH_JSON = json.JSONEncoder(sort_keys=True, ensure_ascii=False, default=str)
+
+
 def stable_hash(*parts: Any, length: int = 16) -> str:
     """A content hash that is the same on every machine and Python run."""
-    payload = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str)
+    payload = _HASH_JSON.encode(parts)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:length]
 
 
@@ -112,19 +118,56 @@ ARROW_SCHEMA = pa.schema(
 )
 
 
+_FIELDS = tuple(f.name for f in fields(Record))
+assert tuple(ARROW_SCHEMA.names) == _FIELDS, "Record fields and ARROW_SCHEMA must match in order"
+_PAIRS = ("scores", "meta")
+
+
+def _pairs_array(maps: list[dict[str, Any]], list_type: pa.ListType) -> pa.ListArray:
+    """Dicts -> their `[{key, value}]` lists sorted by key, from flat key and value arrays."""
+    items = list(map(sorted, map(methodcaller("items"), maps)))
+    offsets = pa.array([0, *accumulate(map(len, items))], pa.int32())
+    flat = list(chain.from_iterable(items))
+    key, value = list_type.value_type
+    keys = pa.array([k for k, _ in flat], key.type)
+    values = pa.array([v for _, v in flat], value.type)
+    return pa.ListArray.from_arrays(
+        offsets, pa.StructArray.from_arrays([keys, values], fields=[key, value])
+    )
+
+
 def to_table(records: list[Record]) -> pa.Table:
-    """Records -> an Arrow table with the fixed schema (keys sorted, so bytes are stable)."""
-    rows = []
-    for r in records:
-        row = r.to_dict()
-        row["scores"] = [{"key": k, "value": v} for k, v in sorted(r.scores.items())]
-        row["meta"] = [{"key": k, "value": v} for k, v in sorted(r.meta.items())]
-        rows.append(row)
-    return pa.Table.from_pylist(rows, schema=ARROW_SCHEMA)
+    """Records -> an Arrow table with the fixed schema (keys sorted, so bytes are stable).
+
+    Built column by column from the slots, with no row dicts; the table (and so the parquet
+    file) is the one `pa.Table.from_pylist([asdict(r) ...])` makes, value for value.
+    """
+    columns = []
+    for name in _FIELDS:
+        values = list(map(attrgetter(name), records))
+        field_type = ARROW_SCHEMA.field(name).type
+        columns.append(_pairs_array(values, field_type) if name in _PAIRS else values)
+    return pa.Table.from_arrays(columns, schema=ARROW_SCHEMA)
 
 
 def from_table(table: pa.Table) -> list[Record]:
-    return [Record.from_dict(row) for row in table.to_pylist()]
+    """An Arrow table (any subset of the record columns, in any order) -> Records, read by column."""
+    names = [name for name in _FIELDS if name in table.column_names]
+    columns = []
+    for name in names:
+        values = table.column(name).to_pylist()
+        if name in _PAIRS:  # stored as lists of {key, value} structs (see ARROW_SCHEMA)
+            values = [
+                {item["key"]: item["value"] for item in v} if isinstance(v, list) else v
+                for v in values
+            ]
+        columns.append(values)
+    if len(names) == len(_FIELDS):
+        return [Record(*row) for row in zip(*columns, strict=True)]
+    return [
+        Record(**{name: values[i] for name, values in zip(names, columns, strict=True)})
+        for i in range(table.num_rows)
+    ]
 
 
 class ForeignRow(BaseModel):
