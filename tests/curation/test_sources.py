@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import random
 from pathlib import Path
 
 import pytest
 
 from curation.context import RunContext
 from curation.registry import stage_class
-from curation.sources import JsonlSource, SourceError
+from curation.sources import JsonlSource, SourceError, _parse_line
 
 FIXTURE = Path(__file__).parent.parent / "data" / "nemotron_sft_sample.jsonl"
 
@@ -76,8 +78,6 @@ def read(tmp_path: Path, name: str, **params) -> list:
 
 
 def test_code_task_layouts_collect_io_tests(tmp_path):
-    import json
-
     taco, contests = read(tmp_path, "code_tasks.jsonl", layout="code_task")
     assert taco.category == "code" and "sum" in taco.input[0]["content"]
     assert json.loads(taco.meta["io_tests"]) == [
@@ -154,3 +154,72 @@ def test_layout_errors_name_the_field(tmp_path, layout, content, expected):
     with pytest.raises(SourceError) as info:
         list(JsonlSource(path="x.jsonl", layout=layout).read(context(tmp_path)))
     assert str(info.value).startswith(expected)
+
+
+# --- the fast JSON parser against json.loads ----------------------------------------------
+
+
+def _parse_with_json_loads(path: Path, lineno: int, raw: bytes) -> object:
+    """`_parse_line` before the fast parser: the reference for values and messages."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return SourceError(f"{path.name}:{lineno}: invalid UTF-8 at byte {exc.start}")
+    try:
+        row = json.loads(text.rstrip("\r\n"))
+    except json.JSONDecodeError as exc:
+        return SourceError(f"{path.name}:{lineno}: invalid JSON: {exc.msg} (column {exc.colno})")
+    except RecursionError:
+        return SourceError(f"{path.name}:{lineno}: invalid JSON: nested too deeply")
+    if not isinstance(row, dict):
+        return SourceError(
+            f"{path.name}:{lineno}: expected a JSON object, got {type(row).__name__}"
+        )
+    return row
+
+
+TRICKY_LINES = [
+    b'{"a": 1e2, "b": -0, "c": 1.0, "d": 10E-1, "e": 5e-324, "f": 1E400, "g": -0.0}',
+    b'{"big": 123456789012345678901234567890, "neg": -9223372036854775809, "x": 0.1e1}',
+    b'{"a": NaN, "b": Infinity, "c": -Infinity}',
+    b'{"a": 1, "b": 2, "a": 3}',  # duplicate key: last value, first position
+    b'{"s": "\\ud83d\\ude00 \\u00e9 \\/ \\b\\f\\n\\r\\t \\" \\\\", "\\u0000": "\x7f\xc2\x80"}',
+    b'{"lone": "\\ud800"}',  # valid for json.loads, refused by pydantic-core
+    b"[" * 300 + b"]" * 300,
+    b"[" * 1100 + b"]" * 1100,
+    b'\xef\xbb\xbf{"a": 1}',
+    b'{"a": "\xff"}',
+    b'{"a": "\xed\xa0\x80"}',
+    b'{"a": "\xc0\xaf"}',
+    b'{"a": "x\x01y"}',
+    b'{"a": 1} x',
+    b'{"a": 01}',
+    b'{"a": .5}',
+    b'{"a": 1.}',
+    b'{"a": +1}',
+    b'{"a": [1,]}',
+    b"{'a': 1}",
+    b'{"a": 1}\r\n',
+    b'\t{"a":\x0c1}\n',
+    b'"a string"\n',
+    b"42\n",
+    b"null\n",
+    b'{"problem": \n',
+]
+
+
+def test_parse_line_gives_what_json_loads_gives():
+    path, rng = Path("rows.jsonl"), random.Random(0)
+    tokens = [b"{", b"}", b"[", b"]", b",", b":", b'"a"', b'"\\u00e9"', b'"\\ud800"', b"1", b"-",
+              b".", b"e", b"+", b"true", b"null", b"NaN", b" ", b'"', b"\\", b"\xc3\xa9", b"\xff",
+              b"\x01", b"0", b"5"]  # fmt: skip
+    fuzzed = [
+        b'{"k": ' + b"".join(rng.choice(tokens) for _ in range(rng.randint(1, 10))) + b"}"
+        for _ in range(20000)
+    ]
+    for raw in TRICKY_LINES + fuzzed:
+        new, old = _parse_line(path, 7, raw), _parse_with_json_loads(path, 7, raw)
+        if isinstance(old, SourceError):
+            assert isinstance(new, SourceError) and str(new) == str(old), raw
+        else:  # repr tells 1 from 1.0 and shows key order
+            assert repr(new) == repr(old), raw
