@@ -55,13 +55,55 @@ _LEAD = re.compile(r"^[\s*_#>\"'`]+")
 _QUOTES = str.maketrans({"\u2019": "'", "\u2018": "'"})
 
 
+# One pass over the UTF-8 bytes: ASCII word bytes lower-cased, other ASCII bytes made spaces,
+# the bytes of non-ASCII characters (all >= 0x80) kept. `.split()` then gives the runs of word
+# characters and non-ASCII characters, split where `\w` is split by an ASCII character.
+_ASCII_WORDS = bytes(
+    ord(chr(c).lower()) if chr(c).isalnum() or chr(c) == "_" else ord(" ") for c in range(128)
+) + bytes(range(128, 256))
+_UTF8 = ("utf-8", "surrogatepass")  # a lone surrogate (valid JSON) encodes and decodes back
+
+
+def _lower_words(text: str) -> list[str] | list[bytes]:
+    """`[w.lower() for w in _WORDS.findall(text)]`, as str or (faster) UTF-8 bytes words.
+
+    Either form compares and counts the same. An ASCII run is one word; a run with non-ASCII
+    characters is split by `_WORDS` and each word lower-cased alone, as before (lower-casing
+    its ASCII letters first changes nothing: they stay word characters and cased ones).
+    """
+    runs = text.encode(*_UTF8).translate(_ASCII_WORDS).split()
+    if text.isascii():
+        return runs
+    ascii_runs = list(map(bytes.isascii, runs))
+    if ascii_runs.count(False) * 8 > len(runs):  # mostly non-ASCII words: the regex is faster
+        return list(map(str.lower, _WORDS.findall(text)))
+    words, start = [], 0
+    while (i := _next_false(ascii_runs, start)) >= 0:
+        words += runs[start:i]
+        words += [w.lower().encode(*_UTF8) for w in _WORDS.findall(runs[i].decode(*_UTF8))]
+        start = i + 1
+    return words + runs[start:]
+
+
+def _next_false(flags: list[bool], start: int) -> int:
+    try:
+        return flags.index(False, start)
+    except ValueError:
+        return -1
+
+
+def _ngram_ratio(words: list[str] | list[bytes], n: int) -> float:
+    grams = len(words) - n + 1
+    if grams <= 0:
+        return 0.0
+    # The n-grams are the tuples of zip(words, words[1:], ..., words[n-1:]), shortest wins.
+    distinct = len(set(zip(*(words[i:] for i in range(n)), strict=False)))
+    return (grams - distinct) / grams
+
+
 def repeated_ngram_ratio(text: str, n: int = 4) -> float:
     """(n-grams - distinct n-grams) / n-grams over lower-cased words; 0.0 when there are none."""
-    words = [w.lower() for w in _WORDS.findall(text)]
-    grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
-    if not grams:
-        return 0.0
-    return (len(grams) - len(set(grams))) / len(grams)
+    return _ngram_ratio(_lower_words(text), n)
 
 
 def is_refusal(answer: str, phrases: tuple[str, ...] = REFUSALS) -> bool:
@@ -145,10 +187,10 @@ class Quality(Filter):
             return Drop("quality_too_short")
         if self.max_tokens and tokens > self.max_tokens:
             return Drop("quality_too_long")
-        ratio = repeated_ngram_ratio(output, self.ngram)
+        words = _lower_words(output)
+        ratio = _ngram_ratio(words, self.ngram)
         record.scores["repeated_ngram_ratio"] = ratio
-        words = len(_WORDS.findall(output))
-        if words >= self.min_words_for_repetition and ratio > self.max_repeated_ngram_ratio:
+        if len(words) >= self.min_words_for_repetition and ratio > self.max_repeated_ngram_ratio:
             return Drop("quality_repetitive")
         return True
 
