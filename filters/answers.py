@@ -21,8 +21,11 @@ from typing import Literal
 THINK_OPEN = "<think>"
 THINK_CLOSE = "</think>"
 
-# `\boxed` or `\fbox` not followed by a letter (so `\boxedx` is another macro).
-_BOX = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
+# `\boxed` or `\fbox` not followed by a letter (so `\boxedx` is another macro), and the spaces
+# or tabs after it.
+_BOX = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])[ \t]*")
+_BARE_TOKEN = re.compile(r"[^\s$]+")  # `\boxed 5`
+_BRACE_OR_ESCAPE = re.compile(r"\\.|[{}]", re.DOTALL)  # an escape is two characters, any
 
 
 def _braced(text: str, start: int) -> str | None:
@@ -30,19 +33,15 @@ def _braced(text: str, start: int) -> str | None:
 
     Escaped braces (`\\{`, `\\}`) are content, not grouping, so `\\boxed{\\{1,2\\}}` works.
     """
-    depth, i = 0, start
-    while i < len(text):
-        char = text[i]
-        if char == "\\":
-            i += 2
-            continue
+    depth = 0
+    for match in _BRACE_OR_ESCAPE.finditer(text, start):
+        char = match.group()
         if char == "{":
             depth += 1
         elif char == "}":
             depth -= 1
             if depth == 0:
-                return text[start + 1 : i]
-        i += 1
+                return text[start + 1 : match.start()]
     return None
 
 
@@ -51,12 +50,10 @@ def _box_contents(text: str) -> list[str]:
     found = []
     for match in _BOX.finditer(text):
         i = match.end()
-        while i < len(text) and text[i] in " \t":
-            i += 1
         if i < len(text) and text[i] == "{":
             content = _braced(text, i)
         else:
-            token = re.match(r"[^\s$]+", text[i:])
+            token = _BARE_TOKEN.match(text, i)
             content = token.group(0) if token else None
         if content is not None:
             found.append(content.strip())

@@ -1,8 +1,12 @@
 """Answer extraction, table-driven; each row is one tricky form seen in model outputs."""
 
+import random
+import re
+
 import pytest
 
 from filters.answers import (
+    _box_contents,
     extract_boxed,
     extract_final_answer_line,
     extract_mcq_letter,
@@ -107,3 +111,67 @@ def test_extract_mcq_letter_more_choices():
     assert extract_mcq_letter("Answer: (H)", choices="ABCDEFGHIJ") == "H"
     with pytest.raises(ValueError, match="choices"):
         extract_mcq_letter("Answer: B", choices="1234")
+
+
+# --- the regex scan against the character loop it replaced ----------------------------------
+
+_OLD_BOX = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
+
+
+def _old_braced(text: str, start: int) -> str | None:
+    depth, i = 0, start
+    while i < len(text):
+        char = text[i]
+        if char == "\\":
+            i += 2
+            continue
+        if char == "{":
+            depth += 1
+        elif char == "}":
+            depth -= 1
+            if depth == 0:
+                return text[start + 1 : i]
+        i += 1
+    return None
+
+
+def _old_box_contents(text: str) -> list[str]:
+    found = []
+    for match in _OLD_BOX.finditer(text):
+        i = match.end()
+        while i < len(text) and text[i] in " \t":
+            i += 1
+        if i < len(text) and text[i] == "{":
+            content = _old_braced(text, i)
+        else:
+            token = re.match(r"[^\s$]+", text[i:])
+            content = token.group(0) if token else None
+        if content is not None:
+            found.append(content.strip())
+    return found
+
+
+BOX_PIECES = [r"\boxed", r"\fbox", r"\boxedx", "\\", "{", "}", r"\{", r"\}", "\\\\", " ", "\t",
+              "\n", "$", "x", "42", r"\frac", "é", "数", "\\\n", "  ", "\t "]  # fmt: skip
+
+
+def test_box_scan_is_the_character_loop():
+    rng = random.Random(0)
+    texts = [
+        "",
+        "\\",
+        r"\boxed",
+        r"\boxed{",
+        r"\boxed{}",
+        r"\boxed \{",
+        r"\boxed{a\}",
+        "\\boxed{\\",
+    ]
+    texts += [
+        "".join(rng.choice(BOX_PIECES) for _ in range(rng.randint(1, 40))) for _ in range(5000)
+    ]
+    for text in texts:
+        old = _old_box_contents(text)
+        assert _box_contents(text) == old, text
+        assert extract_boxed(text) == (old[-1] if old else None)
+        assert extract_boxed(text, which="first") == (old[0] if old else None)
