@@ -58,7 +58,7 @@ from curation.recipe import LoadedRecipe, load_recipe
 from curation.record import Record, stable_hash
 from curation.registry import make_backend
 from curation.sources import quarantine_tag, write_quarantine
-from curation.store import Staging, Store, row_group_rows
+from curation.store import Staging, Store, atomic_write_bytes, row_group_rows
 
 __all__ = ["BuildError", "BuildResult", "Builder", "shard_of"]
 PRE_GLOBAL = "pre"  # suffix of the staging area the stages before a global stage stream into
@@ -261,7 +261,7 @@ class Builder:
                     ),
                 )
                 all_counts = streamed + [finish_counts(c) for c in sink.counts]
-                self._finish_shard(ctx, staging, sink, all_counts, info["extra"], announce=False)
+                self._finish_shard(ctx, staging, sink, all_counts, (pre, info))
             except BaseException:
                 sink.abort()
                 raise
@@ -288,24 +288,34 @@ class Builder:
         staging: Staging,
         sink: ShardSink,
         counts: list[dict],
-        before: dict | None = None,
-        announce: bool = True,
+        streamed: tuple[Staging, dict] | None = None,
     ) -> None:
         """Close a shard's files, add its quarantined rows, and mark it done in `staging`.
 
-        `before` is the marker extra of the shard's streamed part (a global phase adds to it).
+        `streamed` is (pre staging, the shard's marker there) in a global phase: the shard's
+        streamed part, whose usage, quarantine counts and quarantine file carry over.
         """
         shard = sink.shard
         files = sink.close()
-        bad = [q for q in ctx.quarantine if shard_of(q["where"], self.recipe.shards) == shard]
+        before: dict = {}
+        if streamed is not None:
+            pre, info = streamed
+            before = info["extra"]
+            for f in info["files"]:
+                if f["split"] == "quarantine":
+                    atomic_write_bytes(staging.data_dir / f["path"], pre.read_bytes(f["path"]))
+                    files.append(f)
+        # The sources are read by the streamed part only; a global phase carries its file.
+        quarantine = ctx.quarantine if streamed is None else []
+        bad = [q for q in quarantine if shard_of(q["where"], self.recipe.shards) == shard]
         if bad:  # on_error: skip; no file (and the same bytes as before) when nothing was bad
             files.append(write_quarantine(staging, shard, bad))
-        quarantined = Counter((before or {}).get("quarantined", {}))
+        quarantined = Counter(before.get("quarantined", {}))
         quarantined.update(quarantine_tag(q["reason"]) for q in bad)
         usage: dict[str, dict[str, int]] = {}
         for name, teacher in ctx.teachers.items():
             part = teacher.usage_by_shard.get(shard)
-            earlier = (before or {}).get("usage", {}).get(name, {})
+            earlier = before.get("usage", {}).get(name, {})
             usage[name] = {
                 k: earlier.get(k, 0) + (getattr(part, k) if part else 0) for k in _USAGE_TOTALS
             }
@@ -314,7 +324,7 @@ class Builder:
             files,
             {"stages": counts, "usage": usage, "quarantined": dict(quarantined.most_common())},
         )
-        if announce:
+        if streamed is None:  # a global phase announces itself once, not per shard
             self.progress.shard_done(shard)
 
     def _phases(self, only_shard: int | None) -> tuple[Staging, Staging | None, list[int]]:

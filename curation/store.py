@@ -235,6 +235,10 @@ class Staging:
             raise StoreError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
         return ShardWriter(self.data_dir, split, shard, row_group)
 
+    def read_bytes(self, rel: str) -> bytes:
+        """A staged file's bytes, by its path relative to the version (a manifest `path`)."""
+        return (self.data_dir / rel).read_bytes()
+
     def read_shard(self, split: str, shard: int) -> list[Record]:
         """The rows of one staged split of a done shard (the global phase reads them back)."""
         return from_table(pq.read_table(self.data_dir / f"{split}/{_shard_name(shard)}"))

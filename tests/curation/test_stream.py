@@ -21,7 +21,7 @@ from curation.record import Record, stable_hash
 from curation.registry import register_backend, register_stage
 from curation.runner import Builder, shard_of
 from curation.stage import Stage, StageResult
-from curation.store import Store, row_group_rows
+from curation.store import Store, row_group_rows, verify
 
 
 @register_stage("tests.shuffled")
@@ -281,3 +281,18 @@ def test_a_streamed_shard_file_has_the_same_bytes_however_its_rows_arrive(tmp_pa
         assert (meta.num_rows, meta.num_row_groups, info["rows"]) == (2500, 3, 2500)
     assert len(set(digests)) == 1
     assert row_group_rows(1) > row_group_rows(16) >= row_group_rows(64) >= 1024
+
+
+def test_a_global_recipe_keeps_the_quarantined_rows_of_its_streamed_part(tmp_path):
+    near_duplicates_in_two_shards(tmp_path, 2)
+    with (tmp_path / "rows.jsonl").open("a") as f:
+        f.write('{"problem": 7}\n')  # a bad row, quarantined under on_error: skip
+    result = build(tmp_path, DEDUP.format(shards=2) + "on_error: skip\n")
+    store = Store(tmp_path / "store")
+    manifest = store.manifest(result.ref)
+    assert manifest["quarantined"]["rows"] == 1
+    (bad,) = store.read_records(result.ref, "quarantine")
+    assert bad.source_id == "23" and bad.reason.startswith("problem")
+    assert verify(store, result.ref) == []
+    again = build(tmp_path, DEDUP.format(shards=2) + "on_error: skip\n", shard=0)
+    assert again.status == "reproduced", again.mismatches
