@@ -154,10 +154,7 @@ class CachedTeacher:
             for place, key in enumerate(group.keys):
                 self._pending[key] = (group.future, place)
         self._on_progress(0, 0, len(requests))
-        cached = [r for r in out if r is not None]
-        if cached:
-            tokens = sum(r.completion_tokens for r in cached)
-            self._on_progress(len(cached), tokens, teacher=self.name)
+        self._progress_free([r for r in out if r is not None])
         for _, group in groups:
             self._submit(group)
         for members, group in groups:
@@ -167,10 +164,7 @@ class CachedTeacher:
             out[i] = replace((await future)[place], cached=True)
         for i, j in repeats:
             out[i] = replace(out[j], cached=True)  # type: ignore[arg-type]
-        echoed = [out[i] for i, *_ in waits] + [out[i] for i, _ in repeats]
-        if echoed:
-            tokens = sum(r.completion_tokens for r in echoed)  # type: ignore[union-attr]
-            self._on_progress(len(echoed), tokens, teacher=self.name)
+        self._progress_free([out[i] for i, *_ in waits] + [out[i] for i, _ in repeats])  # type: ignore[misc]
         self._count(out)  # type: ignore[arg-type]
         return out  # type: ignore[return-value]
 
@@ -251,6 +245,12 @@ class CachedTeacher:
             listener()
 
     # -- counting -----------------------------------------------------------------------------
+
+    def _progress_free(self, answers: list[GenerationResponse]) -> None:
+        """Live progress for answers that cost nothing here (cached, or another caller's)."""
+        if answers:
+            tokens = sum(a.completion_tokens for a in answers)
+            self._on_progress(len(answers), tokens, teacher=self.name)
 
     def _progress_new(self, answers: list[GenerationResponse]) -> None:
         """Live progress as calls return (any shard); new answers carry their cost."""

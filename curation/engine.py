@@ -73,6 +73,14 @@ def add_counts(total: dict[str, Any], part: dict[str, Any]) -> None:
     total["reasons"].update(part["reasons"])
 
 
+def merge_counts(totals: list[dict[str, Any]], parts: list[dict[str, Any]]) -> None:
+    """Add per-stage counts into `totals` by position (a stage type may appear twice)."""
+    for position, part in enumerate(parts):
+        if position == len(totals):
+            totals.append(new_counts(part["name"]))
+        add_counts(totals[position], part)
+
+
 def finish_counts(total: dict[str, Any]) -> dict[str, Any]:
     """JSON-ready counts: reasons most common first, seconds rounded."""
     return {
@@ -199,10 +207,7 @@ class ShardSink:
             self.write_rows("train", done.train)
             self.write_rows("rejected", done.rejected)
             self.write_rows("failed", done.failed)
-            for position, part in enumerate(done.counts):
-                if position == len(self.counts):
-                    self.counts.append(new_counts(part["name"]))
-                add_counts(self.counts[position], part)
+            merge_counts(self.counts, done.counts)
             self.next += 1
 
     @property

@@ -43,10 +43,9 @@ from curation.engine import (
     ShardSink,
     SourcePass,
     StreamEngine,
-    add_counts,
     batch_rows_for,
     finish_counts,
-    new_counts,
+    merge_counts,
     run_stages,
     shard_of,
     stage_counts,
@@ -102,6 +101,7 @@ class Builder:
         self.global_at = next(
             (i for i, st in enumerate(loaded.stages) if st.scope == "global"), len(loaded.stages)
         )
+        self.has_global = self.global_at < len(loaded.stages)
         probe = RunContext(self.dataset, "", self.recipe.seed, self._base_dir(), store=store)
         self.parents = sorted({p for s in loaded.sources for p in s.parents(probe)})
         # A version is a content address: the recipe, the code and the exact parent versions.
@@ -332,7 +332,7 @@ class Builder:
         staging = self.store.staging(self.dataset, self.version)
         wanted = [only_shard] if only_shard is not None else list(range(self.recipe.shards))
         pre = None
-        if self.global_at < len(self.loaded.stages):
+        if self.has_global:
             pre = self.store.staging(self.dataset, f"{self.version}.{PRE_GLOBAL}")
         todo = []
         for k in wanted:
@@ -370,7 +370,7 @@ class Builder:
         }
         staging = self.store.staging(self.dataset, f"{self.version}.recheck")
         pre = None
-        if self.global_at < len(self.loaded.stages):
+        if self.has_global:
             pre = self.store.staging(self.dataset, f"{self.version}.recheck-{PRE_GLOBAL}")
         ctx = self.open_context()
         try:
@@ -408,13 +408,9 @@ class Builder:
 
     def _manifest(self, staging: Staging) -> dict[str, Any]:
         infos = [staging.shard_info(k) for k in range(self.recipe.shards)]
-        # Aggregated by position: a stage type may appear twice in one recipe.
         stages: list[dict[str, Any]] = []
         for info in infos:
-            for position, c in enumerate(info["extra"]["stages"]):
-                if position == len(stages):
-                    stages.append(new_counts(c["name"]))
-                add_counts(stages[position], c)
+            merge_counts(stages, info["extra"]["stages"])
         stages = [finish_counts(total) for total in stages]
         usage: dict[str, Counter] = {}
         for info in infos:

@@ -9,7 +9,8 @@ same bytes.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from curation.executors import Usage
 
@@ -24,30 +25,24 @@ class LocalExecutor:
 
     def run(self, builder: Builder, staging: Staging, shards: list[int]) -> Usage:
         """Build `shards` here, all at once; see `curation.executors.Executor.run`."""
-        return asyncio.run(self._run(builder, staging, shards))
-
-    def run_global(self, builder: Builder, pre: Staging, staging: Staging) -> Usage:
-        """The global phase here; see `curation.executors.Executor.run_global`."""
-        return asyncio.run(self._run_global(builder, pre, staging))
-
-    async def _run_global(self, builder: Builder, pre: Staging, staging: Staging) -> Usage:
-        ctx: RunContext = builder.open_context()
-        try:
-            await builder.run_global(ctx, pre, staging)
-        finally:
-            ctx.close()
-        return builder.usage(ctx)
-
-    async def _run(self, builder: Builder, staging: Staging, shards: list[int]) -> Usage:
         if not shards:
             return {}
         from curation.executors.ray import require_ray_data_llm
 
         # Checked where the shards run: on a cluster that is a Ray worker, not the driver.
         require_ray_data_llm(builder.recipe)
-        ctx: RunContext = builder.open_context()
-        try:
-            await builder.run_shards(ctx, staging, shards)
-        finally:
-            ctx.close()
-        return builder.usage(ctx)
+        return asyncio.run(_in_context(builder, builder.run_shards, staging, shards))
+
+    def run_global(self, builder: Builder, pre: Staging, staging: Staging) -> Usage:
+        """The global phase here; see `curation.executors.Executor.run_global`."""
+        return asyncio.run(_in_context(builder, builder.run_global, pre, staging))
+
+
+async def _in_context(builder: Builder, work: Callable[..., Awaitable[None]], *args: Any) -> Usage:
+    """`work(ctx, *args)` with a fresh run context, closed after; the usage it answered."""
+    ctx: RunContext = builder.open_context()
+    try:
+        await work(ctx, *args)
+    finally:
+        ctx.close()
+    return builder.usage(ctx)

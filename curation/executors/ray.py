@@ -83,10 +83,7 @@ class RayExecutor:
         ray = self.ray
         connected = self._connect()
         try:
-            cpus = self._task_cpus(builder.recipe)
-            # A task runs the filters' process pool with as many workers as it has CPUs.
-            spec = dataclasses.replace(builder.spec(), workers=max(1, int(cpus)))
-            task = ray.remote(num_cpus=cpus)(build_shard)
+            spec, task = self._task(builder, build_shard)
             pending = {task.remote(spec, k, staging.version): k for k in shards}
             usage: Usage = {}
             failures: list[tuple[int, BaseException]] = []
@@ -111,19 +108,24 @@ class RayExecutor:
         ray = self.ray
         connected = self._connect()
         try:
-            cpus = self._task_cpus(builder.recipe)
-            spec = dataclasses.replace(builder.spec(), workers=max(1, int(cpus)))
-            task = ray.remote(num_cpus=cpus)(build_global)
+            spec, task = self._task(builder, build_global)
             try:
                 return ray.get(task.remote(spec, pre.version))
             except ray.exceptions.RayError as exc:
-                cause = exc.cause if isinstance(exc, ray.exceptions.RayTaskError) else None
-                if isinstance(cause, Exception):
-                    raise cause from None
-                raise
+                cause = _task_cause(ray, exc)
+                if cause is None:
+                    raise
+                raise cause from None
         finally:
             if connected:
                 ray.shutdown()
+
+    def _task(self, builder: Builder, body: Any) -> tuple[BuildSpec, Any]:
+        """The spec a task rebuilds the build from, and `body` as a Ray remote function."""
+        cpus = self._task_cpus(builder.recipe)
+        # A task runs the filters' process pool with as many workers as it has CPUs.
+        spec = dataclasses.replace(builder.spec(), workers=max(1, int(cpus)))
+        return spec, self.ray.remote(num_cpus=cpus)(body)
 
     def _task_cpus(self, recipe: Recipe) -> float:
         if self.task_cpus is not None:
@@ -150,12 +152,18 @@ class RayExecutor:
         return True
 
 
+def _task_cause(ray: Any, exc: BaseException) -> Exception | None:
+    """The exception a task's own code raised (a SourceError stays one), or None."""
+    cause = exc.cause if isinstance(exc, ray.exceptions.RayTaskError) else None
+    return cause if isinstance(cause, Exception) else None
+
+
 def _failure(ray: Any, failures: list[tuple[int, BaseException]]) -> BaseException:
     """The first failed shard's own exception (a SourceError stays a SourceError), with a note."""
     shards = sorted(k for k, _ in failures)
     shard, exc = min(failures, key=lambda pair: pair[0])
-    cause = exc.cause if isinstance(exc, ray.exceptions.RayTaskError) else None
-    if not isinstance(cause, Exception):
+    cause = _task_cause(ray, exc)
+    if cause is None:
         from curation.runner import BuildError
 
         cause = BuildError(f"shard {shard}: the Ray task failed: {type(exc).__name__}: {exc}")
